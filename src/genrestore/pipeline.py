@@ -1,0 +1,286 @@
+"""Presets (TOML package data) turned into stage objects, run in order, with reports.
+
+Data flows one way: read -> analyse -> stages -> limiter -> dither -> write.  Consecutive
+spectral stages (denoise, bwe) share one STFT analysis and synthesis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrestore.analysis import Analysis, analyze, integrated_lufs, true_peak_dbtp
+from genrestore.errors import ParameterError
+from genrestore.io import OUTPUT_RATES_HZ, read_audio, validate_audio, write_audio
+from genrestore.spectral import istft, stft
+from genrestore.stages import STAGES, Context, SpectralStage, Stage, StageReport
+from genrestore.stages.dither import SHAPES, dither
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "default"
+Overrides = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class DitherSettings:
+    """How integer PCM output is dithered (float output never is)."""
+
+    shape: str = "tpdf"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.shape not in SHAPES:
+            raise ParameterError(f"dither.shape must be one of {', '.join(SHAPES)}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, ordered list of configured stages plus dither settings."""
+
+    name: str
+    description: str
+    stages: tuple[Stage, ...]
+    dither: DitherSettings = DitherSettings()
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with genrestore."""
+    folder = resources.files("genrestore") / "presets"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _read_preset_text(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
+    text = str(name_or_path)
+    if text in preset_names():
+        return text, (resources.files("genrestore") / "presets" / f"{text}.toml").read_text("utf-8")
+    path = Path(text)
+    if path.suffix == ".toml" and path.is_file():
+        return str(path), path.read_text("utf-8")
+    raise ParameterError(
+        f"unknown preset {text!r}: use one of {', '.join(preset_names())} or a .toml file"
+    )
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML value (``0.5``, ``true``, ``"tpdf"``); else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set_option(text: str) -> tuple[str, str, Any]:
+    """Split ``stage.param=value`` into its parts (``ParameterError`` if malformed)."""
+    key, sep, value = text.partition("=")
+    stage, dot, param = key.strip().partition(".")
+    if not sep or not dot or not stage or not param:
+        raise ParameterError(f"--set expects stage.param=value, got {text!r}")
+    return stage, param, parse_value(value.strip())
+
+
+def _coerce(source: str, cls: type, key: str, value: Any) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        known = ", ".join(sorted(fields))
+        raise ParameterError(f"{source}: unknown parameter {key!r} (known: {known})")
+    default = fields[key].default
+    if isinstance(default, bool) or isinstance(value, bool):
+        if not isinstance(value, bool) or not isinstance(default, bool):
+            raise ParameterError(f"{source}: {key} must be {type(default).__name__}")
+        return value
+    if isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, int):
+        return value
+    if isinstance(default, str) and isinstance(value, str):
+        return value
+    raise ParameterError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
+
+
+def _build(source: str, cls: type, params: Mapping[str, Any]) -> Any:
+    kwargs = {k: _coerce(source, cls, k, v) for k, v in params.items()}
+    try:
+        return cls(**kwargs)
+    except ParameterError as exc:
+        raise ParameterError(f"{source}: {exc}") from exc
+
+
+def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
+                overrides: Overrides | None = None) -> Preset:
+    """Load a shipped preset by name, or a TOML file, applying ``overrides``.
+
+    ``overrides`` maps a stage name (or ``"dither"``) to ``{param: value}``; it changes
+    every stage of that name in the preset.  Unknown stages or parameters, in the file or
+    in the overrides, raise :class:`ParameterError` naming the preset and the key.
+    """
+    source, text = _read_preset_text(name_or_path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(f"preset {source}: invalid TOML ({exc})") from exc
+    unknown = set(data) - {"description", "stages", "dither"}
+    if unknown:
+        raise ParameterError(f"preset {source}: unknown key {sorted(unknown)[0]!r}")
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    stages: list[Stage] = []
+    for index, entry in enumerate(data.get("stages", [])):
+        params = dict(entry)
+        name = params.pop("stage", None)
+        if name not in STAGES:
+            raise ParameterError(
+                f"preset {source}: stage #{index + 1} has unknown stage {name!r} "
+                f"(known: {', '.join(sorted(STAGES))})"
+            )
+        params.update(overrides.get(name, {}))
+        stages.append(_build(f"preset {source}, stage {name}", STAGES[name], params))
+    present = {s.name for s in stages} | {"dither"}
+    missing = set(overrides) - present
+    if missing:
+        raise ParameterError(f"preset {source} has no stage {sorted(missing)[0]!r} to set")
+    if sum(s.name == "resample" for s in stages) != 1:
+        raise ParameterError(f"preset {source}: needs exactly one 'resample' stage")
+    dither_params = {**data.get("dither", {}), **overrides.get("dither", {})}
+    return Preset(
+        name=Path(source).stem if source.endswith(".toml") else source,
+        description=str(data.get("description", "")),
+        stages=tuple(stages),
+        dither=_build(f"preset {source}, dither", DitherSettings, dither_params),
+    )
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """Restored audio plus the input's analysis and what each stage did."""
+
+    audio: np.ndarray
+    sample_rate: int
+    analysis: Analysis
+    reports: tuple[StageReport, ...]
+
+
+def run_pipeline(
+    audio: np.ndarray,
+    sample_rate: int,
+    preset: Preset,
+    *,
+    output_rate_hz: int = 44100,
+    analysis: Analysis | None = None,
+) -> RestoreResult:
+    """Run ``preset``'s stages on ``(channels, samples)`` audio; consecutive spectral stages
+    share one STFT."""
+    if output_rate_hz not in OUTPUT_RATES_HZ:
+        raise ParameterError(f"output rate must be one of {OUTPUT_RATES_HZ}, not {output_rate_hz}")
+    x = validate_audio(audio, sample_rate)
+    info = analysis or analyze(x, sample_rate)
+    context = Context(analysis=info, output_rate_hz=output_rate_hz)
+    reports: list[StageReport] = []
+    rate = sample_rate
+    stages = list(preset.stages)
+    i = 0
+    while i < len(stages):
+        if isinstance(stages[i], SpectralStage):
+            spec = stft(x, rate)
+            changed = False
+            while i < len(stages) and isinstance(stages[i], SpectralStage):
+                spec, report = stages[i].apply_spectrum(spec, context)
+                changed |= report.acted
+                reports.append(report)
+                i += 1
+            if changed:
+                x = istft(spec)
+            continue
+        x, rate, report = stages[i].apply(x, rate, context)
+        reports.append(report)
+        i += 1
+    for report in reports:
+        log.debug("%s: %s", report.stage, report.summary)
+    return RestoreResult(x, rate, info, tuple(reports))
+
+
+def restore(
+    audio: np.ndarray,
+    sample_rate: int,
+    preset: str | os.PathLike[str] | Preset = DEFAULT_PRESET,
+    *,
+    output_rate_hz: int = 44100,
+    **overrides: Mapping[str, Any],
+) -> tuple[np.ndarray, int]:
+    """Restore ``(channels, samples)`` float audio; returns ``(audio, output_rate_hz)``.
+
+    ``preset`` is a shipped preset's name, a TOML file or a :class:`Preset`; keyword
+    overrides change stage parameters, e.g. ``restore(x, 32000, denoise={"strength": 0.5})``.
+    The result is float32 and not dithered (dither belongs to writing integer PCM).
+    """
+    chosen = preset if isinstance(preset, Preset) else load_preset(preset, overrides)
+    if isinstance(preset, Preset) and overrides:
+        raise ParameterError("pass overrides to load_preset() when giving a Preset object")
+    result = run_pipeline(audio, sample_rate, chosen, output_rate_hz=output_rate_hz)
+    return result.audio, result.sample_rate
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What :func:`restore_file` did to one file."""
+
+    source: Path
+    destination: Path
+    analysis: Analysis
+    reports: tuple[StageReport, ...]
+    output_lufs: float
+    output_true_peak_dbtp: float
+    seconds: float
+
+
+def restore_file(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    preset: str | os.PathLike[str] | Preset = DEFAULT_PRESET,
+    output_rate_hz: int = 44100,
+    bits: str = "24",
+    file_format: str | None = None,
+    overwrite: bool = False,
+    overrides: Overrides | None = None,
+) -> FileResult:
+    """Read ``source``, restore it, dither and write ``destination`` atomically.
+
+    The input is never overwritten; an existing output only with ``overwrite=True``.
+    Errors are :class:`~genrestore.errors.AudioFileError` or
+    :class:`~genrestore.errors.ParameterError` whose message names the file.
+    """
+    start = time.perf_counter()
+    chosen = preset if isinstance(preset, Preset) else load_preset(preset, overrides)
+    src, dst = Path(source), Path(destination)
+    audio, rate = read_audio(src)
+    result = run_pipeline(audio, rate, chosen, output_rate_hz=output_rate_hz)
+    out = result.audio
+    if bits != "32f":
+        out = dither(out, bits=int(bits), seed=chosen.dither.seed, shape=chosen.dither.shape)
+    write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
+                overwrite=overwrite, protect=(src,))
+    return FileResult(
+        source=src,
+        destination=dst,
+        analysis=result.analysis,
+        reports=result.reports,
+        output_lufs=integrated_lufs(out, result.sample_rate),
+        output_true_peak_dbtp=true_peak_dbtp(out),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,66 @@
+"""What every stage shares: the context it runs in, the report it returns, the protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from genrestore.analysis import Analysis
+from genrestore.spectral import Spectrogram, istft, stft
+
+
+@dataclass(frozen=True)
+class Context:
+    """Read-only facts a stage may use: the input's analysis and the output rate."""
+
+    analysis: Analysis
+    output_rate_hz: int
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What a stage did, in one short phrase (``summary``) and in numbers (``details``)."""
+
+    stage: str
+    acted: bool
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A stage maps ``(audio, sample_rate)`` to new audio and rate, plus a report."""
+
+    name: ClassVar[str]
+
+    def apply(
+        self, audio: np.ndarray, sample_rate: int, context: Context
+    ) -> tuple[np.ndarray, int, StageReport]: ...
+
+
+class SpectralStage:
+    """Mixin for stages that work on the shared STFT.
+
+    Subclasses implement :meth:`apply_spectrum`; the pipeline runs consecutive spectral
+    stages inside one analysis/synthesis, and :meth:`apply` runs a stage on its own.
+    """
+
+    name: ClassVar[str]
+
+    def apply_spectrum(self, spec: Spectrogram, context: Context) -> tuple[Spectrogram, StageReport]:
+        raise NotImplementedError
+
+    def apply(
+        self, audio: np.ndarray, sample_rate: int, context: Context
+    ) -> tuple[np.ndarray, int, StageReport]:
+        spec, report = self.apply_spectrum(stft(audio, sample_rate), context)
+        if not report.acted:
+            return audio, sample_rate, report
+        return istft(spec), sample_rate, report
+
+
+def skipped(name: str, why: str, **details: Any) -> StageReport:
+    """A report for a stage that decided not to act."""
+    return StageReport(name, False, f"{name} skipped ({why})", dict(details))

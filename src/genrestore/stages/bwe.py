@@ -1,0 +1,149 @@
+"""Bandwidth extension by spectral band replication (SBR), all DSP.
+
+Above the detected cutoff there is nothing to boost, so new content is made: the band
+just below the cutoff is translated upward in patches (a single-sideband frequency shift
+in the STFT domain, with the per-frame phase advance that keeps the shift coherent across
+overlapping frames).  Each patch keeps its source band's time envelope frame by frame, so
+hats stay hats and decays stay decays.  Its long-term level is set to an envelope
+extrapolated from the spectral slope just below the cutoff (a straight line in dB against
+log-frequency, plus an extra roll-off), minus whatever energy is already there; a
+raised-cosine fade starts it at the cutoff and ends it at ``max_freq_hz``.  Bins below the
+cutoff are not touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from genrestore.errors import ParameterError
+from genrestore.spectral import OVERLAP, Spectrogram, istft, stft
+from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
+
+#: The source band is [SOURCE_LOW, SOURCE_HIGH] x cutoff: below the codec's transition band.
+SOURCE_LOW, SOURCE_HIGH = 0.5, 0.93
+#: The extrapolated slope is clamped to this range (dB per octave).
+SLOPE_RANGE_DB_PER_OCT = (-24.0, -3.0)
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """Which bins get new content, from which source bins, at what gain."""
+
+    target_bins: np.ndarray
+    source_bins: np.ndarray
+    gains: np.ndarray
+    slope_db_per_oct: float
+
+
+def plan_extension(
+    spec: Spectrogram,
+    cutoff_hz: float,
+    *,
+    strength: float = 1.0,
+    max_freq_hz: float = 20000.0,
+    extra_rolloff_db_per_oct: float = -3.0,
+    transition_hz: float = 600.0,
+) -> BandPlan | None:
+    """Work out the patches and their gains; ``None`` when there is nothing to extend."""
+    nyquist = spec.sample_rate / 2.0
+    top_hz = min(max_freq_hz, 0.96 * nyquist)
+    if cutoff_hz <= 0.0 or cutoff_hz >= 0.92 * top_hz:
+        return None
+    freqs = spec.freqs_hz
+    k_cut, k_top = spec.bin_of(cutoff_hz), spec.bin_of(top_hz)
+    k_src0, k_src1 = spec.bin_of(SOURCE_LOW * cutoff_hz), spec.bin_of(SOURCE_HIGH * cutoff_hz)
+    width = k_src1 - k_src0
+    if width < 8 or k_top <= k_cut:
+        return None
+    power = (spec.data.real**2 + spec.data.imag**2).mean(axis=(0, 1))  # long-term, per bin
+    level_db = 10.0 * np.log10(np.maximum(power, 1e-20))
+    # Straight-line fit of level (dB) against log2(frequency) over the source band.
+    src = np.arange(k_src0, k_src1)
+    octave = np.log2(freqs[src] / cutoff_hz)
+    slope, intercept = np.polyfit(octave, level_db[src], 1)
+    slope = float(np.clip(slope, *SLOPE_RANGE_DB_PER_OCT))
+    intercept = float(np.mean(level_db[src] - slope * octave))  # refit with the clamped slope
+    target = np.arange(k_cut, k_top + 1)
+    source = k_src0 + (target - k_cut) % width
+    target_octave = np.log2(freqs[target] / cutoff_hz)
+    target_db = intercept + (slope + extra_rolloff_db_per_oct) * target_octave
+    wanted = np.maximum(10.0 ** (target_db / 10.0) - power[target], 0.0)
+    gains = np.sqrt(wanted / np.maximum(power[source], 1e-20))
+    fade_in = np.clip((freqs[target] - cutoff_hz) / transition_hz, 0.0, 1.0)
+    fade_out = np.clip((top_hz - freqs[target]) / (2.0 * transition_hz), 0.0, 1.0)
+    fade = np.sin(0.5 * np.pi * fade_in) ** 2 * np.sin(0.5 * np.pi * fade_out) ** 2
+    gains = (gains * fade * strength).astype(np.float32)
+    return BandPlan(target, source, gains, slope)
+
+
+def extend_spectrum(spec: Spectrogram, plan: BandPlan) -> Spectrogram:
+    """Add the planned patches to ``spec`` (bins below the cutoff are left exactly as they were)."""
+    shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
+    frames = np.arange(spec.data.shape[1])
+    rotation = np.exp(0.5j * np.pi * np.outer(frames, shift)).astype(np.complex64)
+    patch = spec.data[:, :, plan.source_bins] * rotation * plan.gains
+    out = spec.data.copy()
+    out[:, :, plan.target_bins] += patch
+    return spec.replace(out)
+
+
+def extend_bandwidth(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    cutoff_hz: float,
+    strength: float = 1.0,
+    max_freq_hz: float = 20000.0,
+    extra_rolloff_db_per_oct: float = -3.0,
+) -> np.ndarray:
+    """Regenerate content between ``cutoff_hz`` and ``max_freq_hz`` in ``(channels, samples)`` audio.
+
+    ``strength`` scales the new band's amplitude (1 = on the extrapolated envelope);
+    ``extra_rolloff_db_per_oct`` tilts the envelope further down above the cutoff.
+    Returns the input unchanged when the cutoff is already near ``max_freq_hz``.
+    """
+    spec = stft(audio, sample_rate)
+    plan = plan_extension(spec, cutoff_hz, strength=strength, max_freq_hz=max_freq_hz,
+                          extra_rolloff_db_per_oct=extra_rolloff_db_per_oct)
+    if plan is None:
+        return np.asarray(audio, dtype=np.float32)
+    return istft(extend_spectrum(spec, plan))
+
+
+@dataclass(frozen=True)
+class BandwidthExtension(SpectralStage):
+    """Stage form of :func:`extend_bandwidth`; the cutoff comes from the input's analysis."""
+
+    name: ClassVar[str] = "bwe"
+    strength: float = 1.0
+    max_freq_hz: float = 20000.0
+    extra_rolloff_db_per_oct: float = -3.0
+    cutoff_hz: float = 0.0  # 0 = use the detected cutoff
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 2.0:
+            raise ParameterError("bwe.strength must be between 0 and 2")
+        if not 4000.0 <= self.max_freq_hz <= 24000.0:
+            raise ParameterError("bwe.max_freq_hz must be between 4000 and 24000")
+        if not -24.0 <= self.extra_rolloff_db_per_oct <= 0.0:
+            raise ParameterError("bwe.extra_rolloff_db_per_oct must be between -24 and 0")
+        if self.cutoff_hz < 0.0:
+            raise ParameterError("bwe.cutoff_hz must be 0 (detect) or positive")
+
+    def apply_spectrum(self, spec: Spectrogram, context: Context) -> tuple[Spectrogram, StageReport]:
+        cutoff = self.cutoff_hz or context.analysis.cutoff_hz
+        if self.strength == 0.0:
+            return spec, skipped(self.name, "strength 0")
+        plan = plan_extension(spec, cutoff, strength=self.strength, max_freq_hz=self.max_freq_hz,
+                              extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
+        if plan is None:
+            return spec, skipped(self.name, f"cutoff {cutoff / 1000:.1f} kHz is full band",
+                                 cutoff_hz=cutoff)
+        top = float(spec.freqs_hz[plan.target_bins[-1]])
+        summary = f"bwe {cutoff / 1000:.1f}->{top / 1000:.1f} kHz"
+        details = {"cutoff_hz": round(cutoff, 1), "top_hz": round(top, 1),
+                   "slope_db_per_oct": round(plan.slope_db_per_oct, 2)}
+        return extend_spectrum(spec, plan), StageReport(self.name, True, summary, details)

@@ -1,0 +1,84 @@
+"""Gentle mastering compression (pedalboard's compressor) with a level-relative threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pedalboard
+
+from genrestore.errors import ParameterError
+from genrestore.stages.base import Context, StageReport, skipped
+
+_BLOCK_S = 0.1
+
+
+def block_levels_dbfs(audio: np.ndarray, sample_rate: int, block_s: float = _BLOCK_S) -> np.ndarray:
+    """RMS level (dBFS) of consecutive ``block_s`` blocks, channels combined."""
+    x = np.asarray(audio, dtype=np.float32)
+    block = max(1, int(block_s * sample_rate))
+    count = x.shape[-1] // block
+    if count == 0:
+        return np.array([10.0 * np.log10(max(float(np.mean(x**2)), 1e-20))])
+    blocks = x[:, : count * block].reshape(x.shape[0], count, block)
+    return 10.0 * np.log10(np.maximum((blocks**2).mean(axis=(0, 2)), 1e-20))
+
+
+def compress(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    threshold_db: float,
+    ratio: float = 1.5,
+    attack_ms: float = 30.0,
+    release_ms: float = 250.0,
+) -> np.ndarray:
+    """Feed-forward compression of ``(channels, samples)`` audio, no make-up gain."""
+    plugin = pedalboard.Compressor(threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms,
+                                   release_ms=release_ms)
+    return plugin(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """Compress only the loud passages: the threshold sits ``threshold_offset_db`` relative
+    to the clip's own loud level (the ``level_percentile`` of its 100 ms RMS levels)."""
+
+    name: ClassVar[str] = "dynamics"
+    ratio: float = 1.5
+    threshold_offset_db: float = -3.0
+    level_percentile: float = 90.0
+    attack_ms: float = 30.0
+    release_ms: float = 250.0
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.ratio <= 20.0:
+            raise ParameterError("dynamics.ratio must be between 1 and 20")
+        if not -40.0 <= self.threshold_offset_db <= 20.0:
+            raise ParameterError("dynamics.threshold_offset_db must be between -40 and 20")
+        if not 0.0 < self.level_percentile <= 100.0:
+            raise ParameterError("dynamics.level_percentile must be in (0, 100]")
+        if self.attack_ms <= 0 or self.release_ms <= 0:
+            raise ParameterError("dynamics.attack_ms and release_ms must be positive")
+
+    def apply(
+        self, audio: np.ndarray, sample_rate: int, context: Context
+    ) -> tuple[np.ndarray, int, StageReport]:
+        if self.ratio == 1.0:
+            return audio, sample_rate, skipped(self.name, "ratio 1")
+        levels = block_levels_dbfs(audio, sample_rate)
+        active = levels[levels > levels.max() - 40.0]
+        loud_db = float(np.percentile(active, self.level_percentile))
+        if loud_db < -90.0:
+            return audio, sample_rate, skipped(self.name, "silent")
+        threshold = loud_db + self.threshold_offset_db
+        out = compress(audio, sample_rate, threshold_db=threshold, ratio=self.ratio,
+                       attack_ms=self.attack_ms, release_ms=self.release_ms)
+        reduction = levels - block_levels_dbfs(out, sample_rate)
+        peak_gr = float(np.max(reduction, initial=0.0))
+        summary = f"dynamics {self.ratio:g}:1 above {threshold:.1f} dBFS, max GR {peak_gr:.1f} dB"
+        details = {"threshold_dbfs": round(threshold, 2), "ratio": self.ratio,
+                   "max_gain_reduction_db": round(peak_gr, 2),
+                   "mean_gain_reduction_db": round(float(np.mean(reduction)), 2)}
+        return out, sample_rate, StageReport(self.name, True, summary, details)

@@ -1,0 +1,86 @@
+"""Spectral shaping: a high-pass against rumble and DC, plus optional shelves and tilt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pedalboard
+
+from genrestore.errors import ParameterError
+from genrestore.stages.base import Context, StageReport
+
+TILT_PIVOT_HZ = 1000.0
+
+
+def shape_spectrum(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    highpass_hz: float = 30.0,
+    low_shelf_hz: float = 120.0,
+    low_shelf_db: float = 0.0,
+    high_shelf_hz: float = 8000.0,
+    high_shelf_db: float = 0.0,
+    tilt_db: float = 0.0,
+) -> np.ndarray:
+    """Filter ``(channels, samples)`` audio with pedalboard's biquads.
+
+    ``highpass_hz`` (0 = off) is a 4th-order high-pass (two 2nd-order sections), which
+    also removes DC.  ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of
+    ``+tilt_db/2`` around 1 kHz (positive brightens).
+    """
+    plugins: list[pedalboard.Plugin] = []
+    if highpass_hz > 0:
+        plugins += [pedalboard.HighpassFilter(cutoff_frequency_hz=highpass_hz) for _ in range(2)]
+    if low_shelf_db:
+        plugins.append(pedalboard.LowShelfFilter(cutoff_frequency_hz=low_shelf_hz,
+                                                 gain_db=low_shelf_db))
+    if high_shelf_db:
+        plugins.append(pedalboard.HighShelfFilter(cutoff_frequency_hz=high_shelf_hz,
+                                                  gain_db=high_shelf_db))
+    if tilt_db:
+        plugins.append(pedalboard.LowShelfFilter(cutoff_frequency_hz=TILT_PIVOT_HZ,
+                                                 gain_db=-tilt_db / 2, q=0.5))
+        plugins.append(pedalboard.HighShelfFilter(cutoff_frequency_hz=TILT_PIVOT_HZ,
+                                                  gain_db=tilt_db / 2, q=0.5))
+    if not plugins:
+        return np.asarray(audio, dtype=np.float32)
+    return pedalboard.Pedalboard(plugins)(np.ascontiguousarray(audio, dtype=np.float32),
+                                          sample_rate)
+
+
+@dataclass(frozen=True)
+class Equalizer:
+    """Stage form of :func:`shape_spectrum`."""
+
+    name: ClassVar[str] = "eq"
+    highpass_hz: float = 30.0
+    low_shelf_hz: float = 120.0
+    low_shelf_db: float = 0.0
+    high_shelf_hz: float = 8000.0
+    high_shelf_db: float = 0.0
+    tilt_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.highpass_hz <= 500.0:
+            raise ParameterError("eq.highpass_hz must be between 0 and 500")
+        for key in ("low_shelf_db", "high_shelf_db", "tilt_db"):
+            if not -12.0 <= getattr(self, key) <= 12.0:
+                raise ParameterError(f"eq.{key} must be between -12 and 12")
+        if not 20.0 <= self.low_shelf_hz <= 2000.0 or not 1000.0 <= self.high_shelf_hz <= 20000.0:
+            raise ParameterError("eq shelf frequencies are out of range")
+
+    def apply(
+        self, audio: np.ndarray, sample_rate: int, context: Context
+    ) -> tuple[np.ndarray, int, StageReport]:
+        params = {k: getattr(self, k) for k in ("highpass_hz", "low_shelf_hz", "low_shelf_db",
+                                                "high_shelf_hz", "high_shelf_db", "tilt_db")}
+        out = shape_spectrum(audio, sample_rate, **params)
+        parts = [f"hp {self.highpass_hz:g} Hz"] if self.highpass_hz else []
+        parts += [f"{k.removesuffix('_db').replace('_', ' ')} {params[k]:+g} dB"
+                  for k in ("low_shelf_db", "high_shelf_db", "tilt_db") if params[k]]
+        acted = bool(parts)
+        summary = "eq " + ", ".join(parts) if acted else "eq flat"
+        return out, sample_rate, StageReport(self.name, acted, summary, params)

@@ -1,0 +1,109 @@
+"""Loudness normalisation to a BS.1770 target with a true-peak brick-wall limiter.
+
+The gain to the target is applied, pedalboard's look-ahead ``BrickwallLimiter`` (true-peak
+side-chain) holds the ceiling, and because limiting lowers the loudness a little the gain
+is corrected and the limiter re-run until the result is within ``tolerance_lu`` of the
+target.  A final true-peak measurement trims any residual inter-sample overshoot, so the
+ceiling is held exactly as measured by :func:`genrestore.analysis.true_peak`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pedalboard
+
+from genrestore.analysis import integrated_lufs, true_peak, true_peak_dbtp
+from genrestore.errors import ParameterError
+from genrestore.stages.base import Context, StageReport, skipped
+
+_MAX_PASSES = 4
+
+
+def limit_true_peak(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    ceiling_dbtp: float = -1.0,
+    release_ms: float = 80.0,
+    lookahead_ms: float = 5.0,
+) -> np.ndarray:
+    """Hold ``(channels, samples)`` audio at or below ``ceiling_dbtp`` (4x oversampled peak)."""
+    limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - 0.1, release_ms=release_ms,
+                                          lookahead_ms=lookahead_ms, true_peak=True)
+    out = limiter(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+    ceiling = 10.0 ** (ceiling_dbtp / 20.0)
+    peak = true_peak(out)
+    if peak > ceiling:  # residual overshoot the side-chain missed: trim it statically
+        out *= np.float32(ceiling / peak * 0.9999)
+    return out
+
+
+def normalize_loudness(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    target_lufs: float = -14.0,
+    ceiling_dbtp: float = -1.0,
+    release_ms: float = 80.0,
+    tolerance_lu: float = 0.1,
+) -> tuple[np.ndarray, float, float]:
+    """Bring audio to ``target_lufs`` with true peaks at or below ``ceiling_dbtp``.
+
+    Returns ``(audio, measured_lufs, gain_db)``.  Silence, and clips shorter than one
+    400 ms gating block, are only peak-limited (``measured_lufs`` is ``-inf``).
+    """
+    loudness = integrated_lufs(audio, sample_rate)
+    if not np.isfinite(loudness):
+        out = limit_true_peak(audio, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
+        return out, float("-inf"), 0.0
+    gain_db = target_lufs - loudness
+    out = np.asarray(audio, dtype=np.float32)
+    for _ in range(_MAX_PASSES):
+        scaled = out * np.float32(10.0 ** (gain_db / 20.0))
+        limited = limit_true_peak(scaled, sample_rate, ceiling_dbtp=ceiling_dbtp,
+                                  release_ms=release_ms)
+        loudness = integrated_lufs(limited, sample_rate)
+        error = target_lufs - loudness
+        if abs(error) <= tolerance_lu:
+            break
+        gain_db += error
+    return limited, loudness, gain_db
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """Stage form of :func:`normalize_loudness`."""
+
+    name: ClassVar[str] = "loudness"
+    target_lufs: float = -14.0
+    ceiling_dbtp: float = -1.0
+    release_ms: float = 80.0
+
+    def __post_init__(self) -> None:
+        if not -40.0 <= self.target_lufs <= -5.0:
+            raise ParameterError("loudness.target_lufs must be between -40 and -5")
+        if not -12.0 <= self.ceiling_dbtp <= 0.0:
+            raise ParameterError("loudness.ceiling_dbtp must be between -12 and 0")
+        if not 1.0 <= self.release_ms <= 2000.0:
+            raise ParameterError("loudness.release_ms must be between 1 and 2000")
+
+    def apply(
+        self, audio: np.ndarray, sample_rate: int, context: Context
+    ) -> tuple[np.ndarray, int, StageReport]:
+        before = integrated_lufs(audio, sample_rate)
+        out, after, gain_db = normalize_loudness(
+            audio, sample_rate, target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp,
+            release_ms=self.release_ms,
+        )
+        peak = true_peak_dbtp(out)
+        if not np.isfinite(before):
+            report = skipped(self.name, "silent or shorter than 0.4 s; peaks limited only",
+                             true_peak_dbtp=round(peak, 2))
+            return out, sample_rate, report
+        summary = f"loudness {before:.1f}->{after:.1f} LUFS, peak {peak:.1f} dBTP"
+        details = {"input_lufs": round(before, 2), "output_lufs": round(after, 2),
+                   "gain_db": round(gain_db, 2), "true_peak_dbtp": round(peak, 2)}
+        return out, sample_rate, StageReport(self.name, True, summary, details)
