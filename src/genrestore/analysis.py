@@ -93,10 +93,10 @@ def true_peak(audio: np.ndarray) -> float:
         peak = float(mags.max(initial=0.0))
         if peak == 0.0:
             continue
-        near = np.flatnonzero(mags >= _TP_NEAR * peak)
-        starts = np.union1d(near - 1, near)  # the intervals either side of each near-peak
+        near = mags >= _TP_NEAR * peak
+        near[:-1] |= near[1:]  # the intervals either side of each near-peak sample
+        starts = np.flatnonzero(np.concatenate([near[:1], near]))  # interval i-1 -> window i
         padded = np.concatenate([np.zeros(6, np.float32), channel, np.zeros(6, np.float32)])
-        starts = starts[(starts >= -1) & (starts < channel.size)] + 1
         windows = np.lib.stride_tricks.sliding_window_view(padded, 12)[starts]
         between = np.abs(windows @ _TP_TAPS)
         best = max(best, peak, float(between.max(initial=0.0)))

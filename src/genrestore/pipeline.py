@@ -173,6 +173,7 @@ class RestoreResult:
     sample_rate: int
     analysis: Analysis
     reports: tuple[StageReport, ...]
+    timings_s: tuple[tuple[str, float], ...] = ()  # (step, seconds), in order
 
 
 def run_pipeline(
@@ -188,7 +189,17 @@ def run_pipeline(
     if output_rate_hz not in OUTPUT_RATES_HZ:
         raise ParameterError(f"output rate must be one of {OUTPUT_RATES_HZ}, not {output_rate_hz}")
     x = validate_audio(audio, sample_rate)
+    clock = time.perf_counter()
+    timings: list[tuple[str, float]] = []
+
+    def lap(label: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings.append((label, now - clock))
+        clock = now
+
     info = analysis or analyze(x, sample_rate)
+    lap("analysis")
     context = Context(analysis=info, output_rate_hz=output_rate_hz)
     reports: list[StageReport] = []
     rate = sample_rate
@@ -197,21 +208,25 @@ def run_pipeline(
     while i < len(stages):
         if isinstance(stages[i], SpectralStage):
             spec = stft(x, rate)
+            lap("stft")
             changed = False
             while i < len(stages) and isinstance(stages[i], SpectralStage):
                 spec, report = stages[i].apply_spectrum(spec, context)
+                lap(stages[i].name)
                 changed |= report.acted
                 reports.append(report)
                 i += 1
             if changed:
                 x = istft(spec)
+                lap("istft")
             continue
         x, rate, report = stages[i].apply(x, rate, context)
+        lap(stages[i].name)
         reports.append(report)
         i += 1
     for report in reports:
         log.debug("%s: %s", report.stage, report.summary)
-    return RestoreResult(x, rate, info, tuple(reports))
+    return RestoreResult(x, rate, info, tuple(reports), tuple(timings))
 
 
 def restore(

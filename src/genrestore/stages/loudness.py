@@ -48,7 +48,7 @@ def normalize_loudness(
     target_lufs: float = -14.0,
     ceiling_dbtp: float = -1.0,
     release_ms: float = 80.0,
-    tolerance_lu: float = 0.1,
+    tolerance_lu: float = 0.2,
 ) -> tuple[np.ndarray, float, float]:
     """Bring audio to ``target_lufs`` with true peaks at or below ``ceiling_dbtp``.
 
@@ -61,6 +61,7 @@ def normalize_loudness(
         return out, float("-inf"), 0.0
     gain_db = target_lufs - loudness
     out = np.asarray(audio, dtype=np.float32)
+    tried: list[tuple[float, float]] = []
     for _ in range(_MAX_PASSES):
         scaled = out * np.float32(10.0 ** (gain_db / 20.0))
         limited = limit_true_peak(scaled, sample_rate, ceiling_dbtp=ceiling_dbtp,
@@ -69,7 +70,13 @@ def normalize_loudness(
         error = target_lufs - loudness
         if abs(error) <= tolerance_lu:
             break
-        gain_db += error
+        tried.append((gain_db, loudness))
+        slope = 1.0  # LU per dB of gain; limiting makes it smaller, estimated by secant
+        if len(tried) >= 2:
+            (g0, l0), (g1, l1) = tried[-2], tried[-1]
+            if g1 != g0:
+                slope = float(np.clip((l1 - l0) / (g1 - g0), 0.25, 1.0))
+        gain_db += error / slope
     return limited, loudness, gain_db
 
 

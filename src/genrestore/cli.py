@@ -1,0 +1,241 @@
+"""Command-line interface: a thin layer over :mod:`genrestore.pipeline` and friends.
+
+Exit codes: 0 all good, 1 one or more files failed, 2 usage error (bad flag, preset or
+``--set``).  Every failure is one line on stderr that names the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from genrestore import __version__
+from genrestore.errors import GenrestoreError, ParameterError
+from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
+from genrestore.pipeline import (
+    DEFAULT_PRESET,
+    FileResult,
+    load_preset,
+    parse_set_option,
+    preset_names,
+    restore_file,
+)
+
+log = logging.getLogger("genrestore")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Errors that fail one file of a batch without stopping the others.  Library errors
+#: (soundfile, pedalboard, soxr) surface as OSError, ValueError or RuntimeError.
+FILE_ERRORS = (GenrestoreError, OSError, ValueError, RuntimeError, MemoryError)
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    destination: Path
+    preset: str
+    overrides: dict[str, dict[str, Any]]
+    rate: int
+    bits: str
+    file_format: str
+    overwrite: bool
+
+
+def _run_job(job: Job) -> tuple[Job, FileResult | None, str | None]:
+    try:
+        result = restore_file(job.source, job.destination, preset=job.preset,
+                              output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
+                              overwrite=job.overwrite, overrides=job.overrides)
+    except FILE_ERRORS as exc:
+        log.debug("failed on %s", job.source, exc_info=True)
+        message = str(exc) if isinstance(exc, GenrestoreError) else (
+            f"{job.source}: {type(exc).__name__}: {exc}")
+        return job, None, message.splitlines()[0] if message else str(job.source)
+    return job, result, None
+
+
+def _summary(result: FileResult) -> str:
+    a = result.analysis
+    acted = ", ".join(r.summary for r in result.reports if r.acted and r.stage != "resample")
+    cutoff = "full band" if a.cutoff_hz >= a.sample_rate / 2 else f"{a.cutoff_hz / 1000:.1f} kHz"
+    return (f"{result.source} -> {result.destination}: {a.integrated_lufs:.1f} -> "
+            f"{result.output_lufs:.1f} LUFS, true peak {a.true_peak_dbtp:+.1f} -> "
+            f"{result.output_true_peak_dbtp:+.1f} dBTP, cutoff {cutoff}"
+            f" [{acted or 'no restoration stage acted'}] ({result.seconds:.2f} s)")
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    found = find_audio_files(args.inputs)
+    if not found:
+        raise ParameterError("no audio files found in " + ", ".join(args.inputs))
+    single_file = len(found) == 1 and not Path(args.inputs[0]).is_dir() and len(args.inputs) == 1
+    fmt = args.format
+    pairs: list[tuple[Path, Path]] = []
+    if args.output is not None:
+        out = Path(args.output)
+        as_file = (single_file and not out.is_dir() and not args.output.endswith(("/", "\\"))
+                   and out.suffix.lower().lstrip(".") in OUTPUT_FORMATS)
+        if as_file:
+            return [(found[0][0], out)]
+        for src, rel in found:
+            pairs.append((src, out / rel.with_suffix(f".{fmt}")))
+    else:
+        pairs = [(src, src.with_name(f"{src.stem}_restored.{fmt}")) for src, _ in found]
+    return pairs
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set or []:
+        stage, param, value = parse_set_option(item)
+        overrides.setdefault(stage, {})[param] = value
+    load_preset(args.preset, overrides)  # usage errors surface once, before any file
+    pairs = _plan(args)
+    jobs = []
+    seen: dict[Path, Path] = {}
+    failures: list[str] = []
+    for src, dst in pairs:
+        key = dst.resolve()
+        if key in seen:
+            failures.append(f"{src}: output {dst} would collide with the output of {seen[key]}")
+            continue
+        seen[key] = src
+        jobs.append(Job(src, dst, args.preset, overrides, args.rate, args.bits,
+                        dst.suffix.lstrip(".").lower() or args.format, args.overwrite))
+    for message in failures:
+        log.error("%s", message)
+    done = 0
+    show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
+    with tqdm(total=len(jobs), disable=not show_bar, unit="file", file=sys.stderr) as bar:
+        if args.jobs > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+                outcomes = pool.map(_run_job, jobs)
+                for outcome in outcomes:
+                    done += _report(outcome, failures, args.quiet, bar)
+        else:
+            for job in jobs:
+                done += _report(_run_job(job), failures, args.quiet, bar)
+    if len(pairs) > 1 or failures:
+        print(f"{done} restored, {len(failures)} failed", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
+            quiet: bool, bar: tqdm) -> int:
+    _, result, error = outcome
+    bar.update(1)
+    if error is not None:
+        failures.append(error)
+        log.error("%s", error)
+        return 0
+    assert result is not None
+    if not quiet:
+        tqdm.write(_summary(result), file=sys.stdout)
+    return 1
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name in preset_names():
+        preset = load_preset(name)
+        stages = " -> ".join(s.name for s in preset.stages)
+        print(f"{name:8s} {preset.description}\n{'':8s} stages: {stages}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from genrestore.degrade import musicgen_like
+    from genrestore.io import write_audio
+    from genrestore.synth import render_song
+
+    out = Path(args.out)
+    clean = render_song(44100, args.seconds, seed=0)
+    clip, rate = musicgen_like(clean, 44100, seed=0)
+    write_audio(out / "example_clean.wav", clean, 44100, bits="24", overwrite=True)
+    source = write_audio(out / "example_musicgen_like.wav", clip, rate, bits="32f", overwrite=True)
+    result = restore_file(source, out / "example_restored.wav", preset=args.preset,
+                          overwrite=True)
+    print(_summary(result))
+    print(f"clean original:   {out / 'example_clean.wav'}")
+    print(f"MusicGen-like:    {source}")
+    print(f"restored:         {result.destination}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from genrestore.bench import format_speed, speed_benchmark
+
+    result = speed_benchmark(seconds=args.seconds, preset=args.preset, repeats=args.repeats)
+    print(format_speed(result))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genrestore",
+        description="Make text-to-music generator output release-ready.",
+    )
+    parser.add_argument("--version", action="version", version=f"genrestore {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage did")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("restore", help="restore files or folders of audio")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
+    p.add_argument("-o", "--output", help="output file (one input) or folder")
+    p.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"preset name ({', '.join(preset_names())}) or a .toml file")
+    p.add_argument("--set", action="append", metavar="STAGE.PARAM=VALUE",
+                   help="override a preset parameter, e.g. denoise.strength=0.5 (repeatable)")
+    p.add_argument("--rate", type=int, default=44100, choices=OUTPUT_RATES_HZ)
+    p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
+    p.add_argument("--format", default="wav", choices=OUTPUT_FORMATS)
+    p.add_argument("--jobs", type=int, default=1, help="files processed in parallel")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("presets", help="list the shipped presets")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("demo", help="render the bundled example, degrade it, restore it")
+    p.add_argument("--out", default="demo-output", help="folder for the example files")
+    p.add_argument("--seconds", type=float, default=12.0)
+    p.add_argument("--preset", default=DEFAULT_PRESET)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks quoted in the README")
+    bench = p.add_subparsers(dest="bench", required=True)
+    s = bench.add_parser("speed", help="real-time factor of a preset on a 30 s clip, one core")
+    s.add_argument("--seconds", type=float, default=30.0)
+    s.add_argument("--preset", default=DEFAULT_PRESET)
+    s.add_argument("--repeats", type=int, default=5)
+    s.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="genrestore: %(message)s", stream=sys.stderr)
+    if getattr(args, "jobs", 1) < 1:
+        parser.error("--jobs must be at least 1")
+    try:
+        return int(args.func(args))
+    except ParameterError as exc:
+        print(f"genrestore: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GenrestoreError as exc:
+        print(f"genrestore: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
