@@ -29,29 +29,27 @@ def _db(power: float | np.ndarray) -> np.ndarray:
 
 
 def k_weighting_sos(sample_rate: int) -> np.ndarray:
-    """BS.1770 K-weighting (high shelf then RLB high-pass) as second-order sections."""
+    """BS.1770 K-weighting (high shelf, then RLB high-pass) as second-order sections.
+
+    Both filters are designed by the bilinear transform from the analogue prototypes
+    whose parameters reproduce the standard's 48 kHz coefficients, so any rate is exact.
+    """
     fs = float(sample_rate)
-    # Stage 1: the +4 dB high shelf (RBJ form, parameters of the BS.1770 48 kHz filter).
-    gain_db, q, fc = 3.99984385397, 0.7071752369554193, 1681.974450955533
-    a = 10.0 ** (gain_db / 40.0)
-    w0 = 2.0 * np.pi * fc / fs
-    alpha = np.sin(w0) / (2.0 * q)
-    cw, sa = np.cos(w0), 2.0 * np.sqrt(a) * alpha
-    shelf_b = [a * ((a + 1) + (a - 1) * cw + sa), -2 * a * ((a - 1) + (a + 1) * cw),
-               a * ((a + 1) + (a - 1) * cw - sa)]
-    shelf_a = [(a + 1) - (a - 1) * cw + sa, 2 * ((a - 1) - (a + 1) * cw),
-               (a + 1) - (a - 1) * cw - sa]
+    # Stage 1: the ~+4 dB high shelf.
+    k = np.tan(np.pi * 1681.974450955533 / fs)
+    q = 0.7071752369554196
+    vh = 10.0 ** (3.999843853973347 / 20.0)
+    vb = vh**0.4996667741545416
+    a0 = 1.0 + k / q + k * k
+    shelf = [(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0,
+             (vh - vb * k / q + k * k) / a0, 1.0, 2.0 * (k * k - 1.0) / a0,
+             (1.0 - k / q + k * k) / a0]
     # Stage 2: the RLB high-pass.
-    q, fc = 0.5003270373238773, 38.13547087602444
-    w0 = 2.0 * np.pi * fc / fs
-    alpha = np.sin(w0) / (2.0 * q)
-    cw = np.cos(w0)
-    hp_b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
-    hp_a = [1 + alpha, -2 * cw, 1 - alpha]
-    sos = np.array([shelf_b + shelf_a, hp_b + hp_a], dtype=np.float64)
-    sos[:, :3] /= sos[:, 3:4]
-    sos[:, 3:] /= sos[:, 3:4]
-    return sos
+    k = np.tan(np.pi * 38.13547087602444 / fs)
+    q = 0.5003270373238773
+    a0 = 1.0 + k / q + k * k
+    highpass = [1.0, -2.0, 1.0, 1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0]
+    return np.array([shelf, highpass], dtype=np.float64)
 
 
 def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
