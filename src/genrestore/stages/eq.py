@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 import pedalboard
+from scipy import signal
 
 from genrestore.errors import ParameterError
 from genrestore.stages.base import Context, StageReport
@@ -27,13 +28,15 @@ def shape_spectrum(
 ) -> np.ndarray:
     """Filter ``(channels, samples)`` audio with pedalboard's biquads.
 
-    ``highpass_hz`` (0 = off) is a 4th-order high-pass (two 2nd-order sections), which
-    also removes DC.  ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of
+    ``highpass_hz`` (0 = off) is a 4th-order Butterworth high-pass (scipy; pedalboard's
+    high-pass is first order, too gentle against rumble), which also removes DC.  ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of
     ``+tilt_db/2`` around 1 kHz (positive brightens).
     """
-    plugins: list[pedalboard.Plugin] = []
+    x = np.asarray(audio, dtype=np.float32)
     if highpass_hz > 0:
-        plugins += [pedalboard.HighpassFilter(cutoff_frequency_hz=highpass_hz) for _ in range(2)]
+        sos = signal.butter(4, highpass_hz, "highpass", fs=sample_rate, output="sos")
+        x = signal.sosfilt(sos, x, axis=-1).astype(np.float32)
+    plugins: list[pedalboard.Plugin] = []
     if low_shelf_db:
         plugins.append(pedalboard.LowShelfFilter(cutoff_frequency_hz=low_shelf_hz,
                                                  gain_db=low_shelf_db))
@@ -46,9 +49,8 @@ def shape_spectrum(
         plugins.append(pedalboard.HighShelfFilter(cutoff_frequency_hz=TILT_PIVOT_HZ,
                                                   gain_db=tilt_db / 2, q=0.5))
     if not plugins:
-        return np.asarray(audio, dtype=np.float32)
-    return pedalboard.Pedalboard(plugins)(np.ascontiguousarray(audio, dtype=np.float32),
-                                          sample_rate)
+        return x
+    return pedalboard.Pedalboard(plugins)(np.ascontiguousarray(x), sample_rate)
 
 
 @dataclass(frozen=True)

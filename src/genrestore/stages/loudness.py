@@ -62,12 +62,15 @@ def normalize_loudness(
     gain_db = target_lufs - loudness
     out = np.asarray(audio, dtype=np.float32)
     tried: list[tuple[float, float]] = []
+    best: tuple[float, np.ndarray, float, float] | None = None  # (|error|, audio, lufs, gain)
     for _ in range(_MAX_PASSES):
         scaled = out * np.float32(10.0 ** (gain_db / 20.0))
         limited = limit_true_peak(scaled, sample_rate, ceiling_dbtp=ceiling_dbtp,
                                   release_ms=release_ms)
         loudness = integrated_lufs(limited, sample_rate)
         error = target_lufs - loudness
+        if best is None or abs(error) < best[0]:
+            best = (abs(error), limited, loudness, gain_db)
         if abs(error) <= tolerance_lu:
             break
         tried.append((gain_db, loudness))
@@ -77,6 +80,8 @@ def normalize_loudness(
             if g1 != g0:
                 slope = float(np.clip((l1 - l0) / (g1 - g0), 0.25, 1.0))
         gain_db += error / slope
+    # A target the limiter cannot reach (too little crest factor left) ends at the closest try.
+    _, limited, loudness, gain_db = best
     return limited, loudness, gain_db
 
 

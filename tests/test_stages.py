@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import band_power_db, chord, sine, snr_db, song, white
+from scipy import signal
+
+from genrestore.analysis import analyze, integrated_lufs, true_peak_dbtp
+from genrestore.errors import ParameterError
+from genrestore.stages import (
+    BandwidthExtension,
+    Context,
+    Denoise,
+    Dynamics,
+    compress,
+    denoise,
+    dither,
+    extend_bandwidth,
+    normalize_loudness,
+    resample,
+    shape_spectrum,
+)
+
+
+def peak_frequency(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x[0] * np.hanning(x.shape[-1])))
+    k = int(np.argmax(spec))
+    # Parabolic interpolation of the peak bin.
+    a, b, c = np.log(spec[k - 1 : k + 2])
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * rate / x.shape[-1]
+
+
+# --- denoise -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [32000, 44100])
+def test_denoise_raises_snr_by_6_db_on_white_noise_at_20_db(rate: int) -> None:
+    clean = chord(rate, 6.0)
+    noise = white(rate, 6.0, 0, seed=1)
+    noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) / 10.0  # 20 dB SNR
+    noisy = clean + noise
+    assert snr_db(clean, noisy) == pytest.approx(20.0, abs=0.01)
+    assert snr_db(clean, denoise(noisy, rate)) >= 26.0
+
+
+def test_denoise_barely_touches_a_clean_signal() -> None:
+    clean = chord(44100, 4.0)
+    assert snr_db(clean, denoise(clean, 44100)) > 40.0
+    music = song(44100, 6.0)
+    assert snr_db(music, denoise(music, 44100)) > 20.0
+
+
+def test_denoise_strength_zero_is_identity_and_sine_keeps_its_frequency() -> None:
+    x = sine(1000, 44100, 2.0) + white(44100, 2.0, -40)
+    np.testing.assert_allclose(denoise(x, 44100, strength=0.0), x, atol=1e-5)
+    assert peak_frequency(denoise(x, 44100), 44100) == pytest.approx(1000, abs=1)
+
+
+def test_denoise_parameters_are_validated() -> None:
+    with pytest.raises(ParameterError, match="strength"):
+        Denoise(strength=1.5)
+
+
+# --- resample ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("src", "dst"), [(32000, 44100), (32000, 48000), (192000, 44100),
+                                          (8000, 48000)])
+def test_resample_keeps_frequency_and_duration(src: int, dst: int) -> None:
+    y = resample(sine(1000, src, 1.0), src, dst)
+    assert y.shape == (1, dst)
+    assert peak_frequency(y, dst) == pytest.approx(1000, abs=0.5)
+    assert np.sqrt(np.mean(y[:, 2000:-2000] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+
+
+# --- bandwidth extension ---------------------------------------------------------------
+
+def _lowpassed_song(cutoff_hz: float = 8000.0) -> np.ndarray:
+    x = song(44100, 6.0).mean(axis=0, keepdims=True)
+    sos = signal.butter(12, cutoff_hz, fs=44100, output="sos")
+    return signal.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
+
+
+def test_bwe_creates_content_above_the_cutoff_and_leaves_below_alone() -> None:
+    x = _lowpassed_song(8000.0)
+    y = extend_bandwidth(x, 44100, cutoff_hz=8000.0)
+    # New content: the 10-16 kHz band was ~empty and now carries real energy.
+    before, after = band_power_db(x, 44100, 10000, 16000), band_power_db(y, 44100, 10000, 16000)
+    assert after - before > 25.0
+    # ... at a plausible level: below the octave under the cutoff, not above it.
+    assert after < band_power_db(x, 44100, 4000, 8000)
+    assert after > band_power_db(x, 44100, 4000, 8000) - 30.0
+    # Below the cutoff nothing changes: what was added carries no energy there.
+    added_below = band_power_db(y - x, 44100, 20, 7800)
+    assert added_below < band_power_db(x, 44100, 20, 7800) - 50.0
+
+
+def test_bwe_follows_the_time_envelope() -> None:
+    rate = 44100
+    bursts = white(rate, 4.0, -20)
+    gate = (np.arange(bursts.shape[-1]) // (rate // 4)) % 2 == 0  # 250 ms on / 250 ms off
+    sos = signal.butter(12, 6000, fs=rate, output="sos")
+    x = (signal.sosfiltfilt(sos, bursts * gate, axis=-1) + white(rate, 4.0, -90)).astype(np.float32)
+    y = extend_bandwidth(x, rate, cutoff_hz=6000.0)
+    high = signal.sosfiltfilt(signal.butter(8, 9000, "highpass", fs=rate, output="sos"), y)[0]
+    on = np.mean(high[gate[0:]][rate // 20 : -rate // 20] ** 2)
+    off_idx = np.flatnonzero(~gate)
+    off = np.mean(high[off_idx[(off_idx % (rate // 4)) > rate // 20]] ** 2)
+    assert 10 * np.log10(on / off) > 20.0
+
+
+def test_bwe_does_nothing_on_full_band_audio() -> None:
+    x = song(44100, 4.0)
+    np.testing.assert_array_equal(extend_bandwidth(x, 44100, cutoff_hz=21000.0), x)
+    stage = BandwidthExtension()
+    context = Context(analysis=analyze(x, 44100), output_rate_hz=44100)
+    out, _, report = stage.apply(x, 44100, context)
+    assert not report.acted and out is x
+
+
+# --- dynamics ------------------------------------------------------------------------
+
+def test_dynamics_threshold_follows_the_clip_level() -> None:
+    music = song(44100, 6.0)
+    stage = Dynamics(ratio=2.0, threshold_offset_db=-6.0)
+    context = Context(analysis=analyze(music, 44100), output_rate_hz=44100)
+    loud_out, _, loud = stage.apply(music, 44100, context)
+    quiet_out, _, quiet = stage.apply(music * 0.1, 44100, context)
+    # The same music 20 dB quieter gets the same treatment, 20 dB lower.
+    assert loud.details["max_gain_reduction_db"] > 1.0
+    assert quiet.details["max_gain_reduction_db"] == pytest.approx(
+        loud.details["max_gain_reduction_db"], abs=0.5)
+    assert loud.details["threshold_dbfs"] - quiet.details["threshold_dbfs"] == pytest.approx(
+        20.0, abs=0.5)
+
+
+def test_compressor_leaves_signal_below_threshold_alone() -> None:
+    x = sine(440, 44100, 2.0, amplitude=0.05)  # -26 dBFS peak
+    y = compress(x, 44100, threshold_db=-10.0, ratio=4.0)
+    np.testing.assert_allclose(y, x, atol=1e-5)
+
+
+# --- eq --------------------------------------------------------------------------------
+
+def test_highpass_removes_dc_and_rumble_but_not_the_music() -> None:
+    rate = 44100
+    x = sine(1000, rate, 3.0, 0.3) + sine(10, rate, 3.0, 0.3) + np.float32(0.2)
+    y = shape_spectrum(x, rate, highpass_hz=30.0)[:, rate:]
+    assert abs(float(np.mean(y))) < 1e-3
+    assert band_power_db(y, rate, 5, 15) < band_power_db(x[:, rate:], rate, 5, 15) - 25.0
+    assert band_power_db(y, rate, 900, 1100) == pytest.approx(
+        band_power_db(x[:, rate:], rate, 900, 1100), abs=0.1)
+
+
+def test_tilt_brightens_around_1khz() -> None:
+    rate = 44100
+    x = white(rate, 3.0, -20)
+    y = shape_spectrum(x, rate, highpass_hz=0.0, tilt_db=6.0)
+    low = band_power_db(y, rate, 50, 150) - band_power_db(x, rate, 50, 150)
+    high = band_power_db(y, rate, 8000, 12000) - band_power_db(x, rate, 8000, 12000)
+    assert low == pytest.approx(-3.0, abs=0.6) and high == pytest.approx(3.0, abs=0.6)
+
+
+# --- loudness and limiter ------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [-14.0, -23.0, -11.0])
+def test_loudness_lands_on_target_under_the_ceiling(target: float) -> None:
+    music = song(44100, 6.0) * 0.2
+    out, measured, _ = normalize_loudness(music, 44100, target_lufs=target, ceiling_dbtp=-1.0)
+    assert integrated_lufs(out, 44100) == pytest.approx(target, abs=0.5)
+    assert measured == pytest.approx(integrated_lufs(out, 44100), abs=1e-6)
+    assert true_peak_dbtp(out) <= -1.0 + 1e-6
+
+
+def test_unreachable_target_ends_at_the_closest_try() -> None:
+    music = song(44100, 6.0) * 0.2  # needs > 30 dB of limiting to reach -6 LUFS
+    out, measured, _ = normalize_loudness(music, 44100, target_lufs=-6.0)
+    at_14, _, _ = normalize_loudness(music, 44100, target_lufs=-14.0)
+    assert measured > integrated_lufs(at_14, 44100)
+    assert true_peak_dbtp(out) <= -1.0 + 1e-6
+
+
+def test_overs_are_brought_down_by_gain_and_limiting_not_clipping() -> None:
+    x = sine(440, 44100, 3.0, amplitude=1.78)  # +5 dBFS float overs
+    out, _, _ = normalize_loudness(x, 44100, target_lufs=-14.0)
+    assert true_peak_dbtp(out) <= -1.0 + 1e-6
+    assert peak_frequency(out[:, 44100:], 44100) == pytest.approx(440, abs=0.5)
+    # A clean sine stays a sine: no flat tops (harmonics stay far below).
+    assert band_power_db(out, 44100, 1300, 1340) < band_power_db(out, 44100, 430, 450) - 50
+
+
+def test_silence_stays_silent() -> None:
+    x = np.zeros((2, 44100), np.float32)
+    out, measured, gain = normalize_loudness(x, 44100)
+    assert measured == float("-inf") and gain == 0.0 and not np.any(out)
+
+
+# --- dither --------------------------------------------------------------------------
+
+def test_tpdf_dither_is_triangular_one_lsb_and_seeded() -> None:
+    x = np.zeros((1, 200000))
+    d = dither(x, bits=16, seed=7) * 2**15
+    assert np.max(np.abs(d)) <= 1.0
+    assert np.var(d) == pytest.approx(1 / 6, rel=0.03)  # two uniform LSB/12 variances
+    hist, _ = np.histogram(d, bins=4, range=(-1, 1))
+    assert hist[1] > 2.5 * hist[0] and hist[2] > 2.5 * hist[3]  # triangular, not flat
+    np.testing.assert_array_equal(dither(x, bits=16, seed=7), dither(x, bits=16, seed=7))
+    assert not np.array_equal(dither(x, bits=16, seed=7), dither(x, bits=16, seed=8))
+
+
+def test_highpass_dither_moves_noise_up_the_spectrum() -> None:
+    d = dither(np.zeros((1, 2**16)), bits=16, shape="hp_tpdf", seed=1)
+    assert band_power_db(d, 44100, 0, 2000) < band_power_db(d, 44100, 18000, 22050) - 10.0
+
+
+def test_dither_linearises_a_signal_below_one_lsb() -> None:
+    from genrestore.io import quantize
+
+    x = sine(1000, 44100, 1.0, amplitude=0.4 * 2**-15).astype(np.float64)
+    undithered, _ = quantize(x, 16)
+    dithered, _ = quantize(dither(x, bits=16, seed=0), 16)
+    assert not np.any(undithered)  # truncated away entirely without dither
+    assert peak_frequency(dithered.astype(np.float64), 44100) == pytest.approx(1000, abs=1)
