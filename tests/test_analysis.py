@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pyloudnorm
 import pytest
-from conftest import sine, song, white
 from scipy import signal
 
+from conftest import sine, song, white
 from genrestore.analysis import (
     analyze,
     estimate_cutoff_hz,
@@ -63,8 +63,10 @@ def test_full_band_and_silence() -> None:
 def test_analyze_reports_overs_and_channels() -> None:
     x = np.concatenate([sine(440, 32000, 2.0, amplitude=1.5)] * 2)
     a = analyze(x, 32000)
-    assert a.channels == 2 and a.duration_s == pytest.approx(2.0)
-    assert a.overs > 1000 and a.sample_peak_dbfs == pytest.approx(20 * np.log10(1.5), abs=0.01)
+    assert a.channels == 2
+    assert a.duration_s == pytest.approx(2.0)
+    assert a.overs > 1000
+    assert a.sample_peak_dbfs == pytest.approx(20 * np.log10(1.5), abs=0.01)
 
 
 @pytest.mark.parametrize("length", [4410, 44101, 100000])

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import sine, white
 
+from conftest import sine, white
 from genrestore.errors import AudioFileError, ParameterError
 from genrestore.io import find_audio_files, quantize, read_audio, validate_audio, write_audio
 
@@ -15,7 +15,9 @@ def test_float_overs_survive_read(tmp_path: Path) -> None:
     x = sine(440, 32000, 1.0, amplitude=1.8)  # +5.1 dBFS, like real MusicGen float files
     sf.write(tmp_path / "hot.wav", x.T, 32000, subtype="FLOAT")
     audio, rate = read_audio(tmp_path / "hot.wav")
-    assert rate == 32000 and audio.shape == (1, 32000) and audio.dtype == np.float32
+    assert rate == 32000
+    assert audio.shape == (1, 32000)
+    assert audio.dtype == np.float32
     assert np.max(np.abs(audio)) == pytest.approx(1.8, abs=1e-4)
 
 
@@ -23,7 +25,8 @@ def test_24bit_round_trip_within_one_lsb(tmp_path: Path) -> None:
     x = white(44100, 0.5, -20, channels=2)
     write_audio(tmp_path / "o.wav", x, 44100, bits="24")
     y, rate = read_audio(tmp_path / "o.wav")
-    assert rate == 44100 and y.shape == x.shape
+    assert rate == 44100
+    assert y.shape == x.shape
     assert np.max(np.abs(y - x)) <= 2.0**-23 * 1.01
     assert sf.info(str(tmp_path / "o.wav")).subtype == "PCM_24"
 
@@ -39,7 +42,8 @@ def test_formats(tmp_path: Path, bits: str, fmt: str, subtype: str) -> None:
 
 def test_quantize_clips_and_counts() -> None:
     ints, clipped = quantize(np.array([[0.5, 1.5, -2.0]]), 16)
-    assert clipped == 2 and ints.tolist() == [[16384, 32767, -32768]]
+    assert clipped == 2
+    assert ints.tolist() == [[16384, 32767, -32768]]
 
 
 def test_existing_output_needs_overwrite_and_inputs_are_never_replaced(tmp_path: Path) -> None:
@@ -76,7 +80,8 @@ def test_bad_files_get_one_line_errors_naming_the_file(tmp_path: Path, name: str
     with pytest.raises(AudioFileError, match=message) as info:
         read_audio(path)
     text = str(info.value)
-    assert text.startswith(str(path)) and "\n" not in text
+    assert text.startswith(str(path))
+    assert "\n" not in text
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -110,7 +115,8 @@ def test_validate_rejects_integer_arrays() -> None:
 def test_extreme_rates_read(tmp_path: Path, rate: int) -> None:
     sf.write(tmp_path / "r.wav", sine(1000, rate, 0.5).T, rate)
     audio, got = read_audio(tmp_path / "r.wav")
-    assert got == rate and audio.shape == (1, rate // 2)
+    assert got == rate
+    assert audio.shape == (1, rate // 2)
 
 
 def test_find_audio_files_walks_folders(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import band_power_db, chord, sine, snr_db, song, white
 from scipy import signal
 
+from conftest import band_power_db, chord, sine, snr_db, song, white
 from genrestore.analysis import analyze, integrated_lufs, true_peak_dbtp
 from genrestore.errors import ParameterError
 from genrestore.stages import (
@@ -113,7 +113,8 @@ def test_bwe_does_nothing_on_full_band_audio() -> None:
     stage = BandwidthExtension()
     context = Context(analysis=analyze(x, 44100), output_rate_hz=44100)
     out, _, report = stage.apply(x, 44100, context)
-    assert not report.acted and out is x
+    assert not report.acted
+    assert out is x
 
 
 # --- dynamics ------------------------------------------------------------------------
@@ -122,8 +123,8 @@ def test_dynamics_threshold_follows_the_clip_level() -> None:
     music = song(44100, 6.0)
     stage = Dynamics(ratio=2.0, threshold_offset_db=-6.0)
     context = Context(analysis=analyze(music, 44100), output_rate_hz=44100)
-    loud_out, _, loud = stage.apply(music, 44100, context)
-    quiet_out, _, quiet = stage.apply(music * 0.1, 44100, context)
+    _loud_out, _, loud = stage.apply(music, 44100, context)
+    _quiet_out, _, quiet = stage.apply(music * 0.1, 44100, context)
     # The same music 20 dB quieter gets the same treatment, 20 dB lower.
     assert loud.details["max_gain_reduction_db"] > 1.0
     assert quiet.details["max_gain_reduction_db"] == pytest.approx(
@@ -156,7 +157,8 @@ def test_tilt_brightens_around_1khz() -> None:
     y = shape_spectrum(x, rate, highpass_hz=0.0, tilt_db=6.0)
     low = band_power_db(y, rate, 50, 150) - band_power_db(x, rate, 50, 150)
     high = band_power_db(y, rate, 8000, 12000) - band_power_db(x, rate, 8000, 12000)
-    assert low == pytest.approx(-3.0, abs=0.6) and high == pytest.approx(3.0, abs=0.6)
+    assert low == pytest.approx(-3.0, abs=0.6)
+    assert high == pytest.approx(3.0, abs=0.6)
 
 
 # --- loudness and limiter ------------------------------------------------------------
@@ -190,7 +192,9 @@ def test_overs_are_brought_down_by_gain_and_limiting_not_clipping() -> None:
 def test_silence_stays_silent() -> None:
     x = np.zeros((2, 44100), np.float32)
     out, measured, gain = normalize_loudness(x, 44100)
-    assert measured == float("-inf") and gain == 0.0 and not np.any(out)
+    assert measured == float("-inf")
+    assert gain == 0.0
+    assert not np.any(out)
 
 
 # --- dither --------------------------------------------------------------------------
@@ -201,7 +205,8 @@ def test_tpdf_dither_is_triangular_one_lsb_and_seeded() -> None:
     assert np.max(np.abs(d)) <= 1.0
     assert np.var(d) == pytest.approx(1 / 6, rel=0.03)  # two uniform LSB/12 variances
     hist, _ = np.histogram(d, bins=4, range=(-1, 1))
-    assert hist[1] > 2.5 * hist[0] and hist[2] > 2.5 * hist[3]  # triangular, not flat
+    assert hist[1] > 2.5 * hist[0]
+    assert hist[2] > 2.5 * hist[3]
     np.testing.assert_array_equal(dither(x, bits=16, seed=7), dither(x, bits=16, seed=7))
     assert not np.array_equal(dither(x, bits=16, seed=7), dither(x, bits=16, seed=8))
 

@@ -131,8 +131,8 @@ def estimate_cutoff_hz(
 
     Two kinds of band limit are recognised.  A *knee* (a codec or resampler low-pass): the
     level 750 Hz above some frequency is at least ``knee_db`` below the level 750 Hz
-    under it (on the spectrum smoothed over 100 Hz); the cutoff is then where the level falls 3 dB below
-    the passband just under the knee.  Without a knee, a *roll-off*: the highest
+    under it (on the spectrum smoothed over 100 Hz); the cutoff is then where the level
+    falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the highest
     frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
     clips return the Nyquist frequency, silence returns 0.
     """
@@ -141,8 +141,8 @@ def estimate_cutoff_hz(
     if level.max() < SILENCE_DBFS:
         return 0.0
     resolution = float(freqs[1] - freqs[0])
-    smooth = ndimage.uniform_filter1d(level, max(1, int(round(100.0 / resolution))), mode="nearest")
-    step = max(2, int(round(750.0 / resolution)))
+    smooth = ndimage.uniform_filter1d(level, max(1, round(100.0 / resolution)), mode="nearest")
+    step = max(2, round(750.0 / resolution))
     idx = np.arange(step, len(freqs) - step)
     drop = smooth[idx - step] - smooth[idx + step]
     # Highest level anywhere above each point: a knee must leave only low level above it.

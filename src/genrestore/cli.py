@@ -65,7 +65,12 @@ def _run_job(job: Job) -> tuple[Job, FileResult | None, str | None]:
 def _summary(result: FileResult) -> str:
     a = result.analysis
     acted = ", ".join(r.summary for r in result.reports if r.acted and r.stage != "resample")
-    cutoff = "full band" if a.cutoff_hz >= a.sample_rate / 2 else f"{a.cutoff_hz / 1000:.1f} kHz"
+    if a.cutoff_hz <= 0:
+        cutoff = "n/a (silent)"
+    elif a.cutoff_hz >= a.sample_rate / 2:
+        cutoff = f"full band ({a.sample_rate / 2000:g} kHz)"
+    else:
+        cutoff = f"{a.cutoff_hz / 1000:.1f} kHz"
     return (f"{result.source} -> {result.destination}: {a.integrated_lufs:.1f} -> "
             f"{result.output_lufs:.1f} LUFS, true peak {a.true_peak_dbtp:+.1f} -> "
             f"{result.output_true_peak_dbtp:+.1f} dBTP, cutoff {cutoff}"
@@ -111,7 +116,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         jobs.append(Job(src, dst, args.preset, overrides, args.rate, args.bits,
                         dst.suffix.lstrip(".").lower() or args.format, args.overwrite))
     for message in failures:
-        log.error("%s", message)
+        _error(message)
     done = 0
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
     with tqdm(total=len(jobs), disable=not show_bar, unit="file", file=sys.stderr) as bar:
@@ -134,12 +139,16 @@ def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[s
     bar.update(1)
     if error is not None:
         failures.append(error)
-        log.error("%s", error)
+        _error(error)
         return 0
     assert result is not None
     if not quiet:
         tqdm.write(_summary(result), file=sys.stdout)
     return 1
+
+
+def _error(message: str) -> None:
+    tqdm.write(f"genrestore: error: {message}", file=sys.stderr)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ class Spectrogram:
 
     def bin_of(self, freq_hz: float) -> int:
         """Index of the bin nearest ``freq_hz`` (clamped to the valid range)."""
-        k = int(round(freq_hz * self.n_fft / self.sample_rate))
+        k = round(freq_hz * self.n_fft / self.sample_rate)
         return min(max(k, 0), self.n_fft // 2)
 
     def replace(self, data: np.ndarray) -> Spectrogram:
@@ -110,7 +110,7 @@ def noise_psd(
     corrected for the bias of taking minima and returned shaped like ``power``.
     """
     frames = power.shape[-2]
-    step = max(1, int(round(smooth_s / hop_s / 2)))  # decimate in time: the floor moves slowly
+    step = max(1, round(smooth_s / hop_s / 2))  # decimate in time: the floor moves slowly
     smoothed = ndimage.uniform_filter1d(
         power, size=min(2 * step, frames), axis=-2, mode="nearest"
     )[..., ::step, :]

@@ -45,7 +45,7 @@ def render_song(sample_rate: int = 44100, seconds: float = 8.0, *, seed: int = 0
     """Render a stereo ``(2, samples)`` float32 song peaking at -1 dBFS."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sample_rate)
-    beat = int(round(60.0 / _BPM * sample_rate))
+    beat = round(60.0 / _BPM * sample_rate)
     pad, bass, lead, drums, hats = (np.zeros(n) for _ in range(5))
     for bar, start in enumerate(range(0, n, 4 * beat)):
         chord = _PROGRESSION[bar % len(_PROGRESSION)]

@@ -24,6 +24,8 @@ from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
 
 #: The source band is [SOURCE_LOW, SOURCE_HIGH] x cutoff: below the codec's transition band.
 SOURCE_LOW, SOURCE_HIGH = 0.5, 0.93
+#: Below this there is too little band to replicate from (and it is not a codec limit).
+MIN_CUTOFF_HZ = 3000.0
 #: The extrapolated slope is clamped to this range (dB per octave).
 SLOPE_RANGE_DB_PER_OCT = (-24.0, -3.0)
 
@@ -50,7 +52,7 @@ def plan_extension(
     """Work out the patches and their gains; ``None`` when there is nothing to extend."""
     nyquist = spec.sample_rate / 2.0
     top_hz = min(max_freq_hz, 0.96 * nyquist)
-    if cutoff_hz <= 0.0 or cutoff_hz >= 0.92 * top_hz:
+    if cutoff_hz < MIN_CUTOFF_HZ or cutoff_hz >= 0.92 * top_hz:
         return None
     freqs = spec.freqs_hz
     k_cut, k_top = spec.bin_of(cutoff_hz), spec.bin_of(top_hz)
@@ -140,8 +142,9 @@ class BandwidthExtension(SpectralStage):
         plan = plan_extension(spec, cutoff, strength=self.strength, max_freq_hz=self.max_freq_hz,
                               extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
         if plan is None:
-            return spec, skipped(self.name, f"cutoff {cutoff / 1000:.1f} kHz is full band",
-                                 cutoff_hz=cutoff)
+            why = (f"cutoff {cutoff / 1000:.1f} kHz is full band" if cutoff >= MIN_CUTOFF_HZ
+                   else f"no usable band below {MIN_CUTOFF_HZ / 1000:g} kHz")
+            return spec, skipped(self.name, why, cutoff_hz=cutoff)
         top = float(spec.freqs_hz[plan.target_bins[-1]])
         summary = f"bwe {cutoff / 1000:.1f}->{top / 1000:.1f} kHz"
         details = {"cutoff_hz": round(cutoff, 1), "top_hz": round(top, 1),

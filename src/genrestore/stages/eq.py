@@ -29,8 +29,9 @@ def shape_spectrum(
     """Filter ``(channels, samples)`` audio with pedalboard's biquads.
 
     ``highpass_hz`` (0 = off) is a 4th-order Butterworth high-pass (scipy; pedalboard's
-    high-pass is first order, too gentle against rumble), which also removes DC.  ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of
-    ``+tilt_db/2`` around 1 kHz (positive brightens).
+    high-pass is first order, too gentle against rumble), which also removes DC.
+    ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of ``+tilt_db/2``
+    around 1 kHz (positive brightens).
     """
     x = np.asarray(audio, dtype=np.float32)
     if highpass_hz > 0:
