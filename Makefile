@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/genrestore demo --out demo-output
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

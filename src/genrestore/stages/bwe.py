@@ -85,7 +85,8 @@ def extend_spectrum(spec: Spectrogram, plan: BandPlan) -> Spectrogram:
     """Add the planned patches to ``spec`` (bins below the cutoff are left exactly as they were)."""
     shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
     frames = np.arange(spec.data.shape[1])
-    rotation = np.exp(0.5j * np.pi * np.outer(frames, shift)).astype(np.complex64)
+    quarter_turns = np.array([1, 1j, -1, -1j], dtype=np.complex64)  # exp(j*pi/2 * n)
+    rotation = quarter_turns[np.outer(frames % OVERLAP, shift) % OVERLAP]
     patch = spec.data[:, :, plan.source_bins] * rotation * plan.gains
     out = spec.data.copy()
     out[:, :, plan.target_bins] += patch

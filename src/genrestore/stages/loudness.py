@@ -49,16 +49,19 @@ def normalize_loudness(
     ceiling_dbtp: float = -1.0,
     release_ms: float = 80.0,
     tolerance_lu: float = 0.2,
+    input_lufs: float | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Bring audio to ``target_lufs`` with true peaks at or below ``ceiling_dbtp``.
 
     Returns ``(audio, measured_lufs, gain_db)``.  Silence, and clips shorter than one
     400 ms gating block, are only peak-limited (``measured_lufs`` is ``-inf``).
+    ``input_lufs`` saves measuring the input again when the caller already has.
     """
-    loudness = integrated_lufs(audio, sample_rate)
+    loudness = integrated_lufs(audio, sample_rate) if input_lufs is None else input_lufs
     if not np.isfinite(loudness):
         out = limit_true_peak(audio, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
         return out, float("-inf"), 0.0
+    start_lufs = loudness
     gain_db = target_lufs - loudness
     out = np.asarray(audio, dtype=np.float32)
     tried: list[tuple[float, float]] = []
@@ -74,7 +77,10 @@ def normalize_loudness(
         if abs(error) <= tolerance_lu:
             break
         tried.append((gain_db, loudness))
-        slope = 1.0  # LU per dB of gain; limiting makes it smaller, estimated by secant
+        # LU gained per dB of gain: limiting makes it smaller.  First guess from how much
+        # the limiter took on this pass, then the secant through the last two passes.
+        taken = max(0.0, gain_db - (loudness - start_lufs))  # dB the limiter took back
+        slope = 1.0 - taken / (taken + 1.5)
         if len(tried) >= 2:
             (g0, l0), (g1, l1) = tried[-2], tried[-1]
             if g1 != g0:
@@ -108,7 +114,7 @@ class Loudness:
         before = integrated_lufs(audio, sample_rate)
         out, after, gain_db = normalize_loudness(
             audio, sample_rate, target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp,
-            release_ms=self.release_ms,
+            release_ms=self.release_ms, input_lufs=before,
         )
         peak = true_peak_dbtp(out)
         if not np.isfinite(before):
