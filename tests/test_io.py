@@ -57,6 +57,7 @@ def test_existing_output_needs_overwrite_and_inputs_are_never_replaced(tmp_path:
         write_audio(out, x, 44100, overwrite=True, protect=(out,))
     assert out.read_bytes() == before
     assert not list(tmp_path.glob(".*.part")), "no temporary file may be left behind"
+    assert out.stat().st_mode & 0o044, "outputs are readable by others, like any new file"
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:

@@ -199,6 +199,7 @@ def write_audio(
     tmp = Path(tmp_name)
     try:
         sf.write(str(tmp), frames, int(sample_rate), subtype=subtype, format=fmt.upper())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, dst)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
@@ -222,6 +223,12 @@ def find_audio_files(paths: list[str | os.PathLike[str]]) -> list[tuple[Path, Pa
         else:
             found.append((p, Path(p.name)))
     return found
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _same_file(a: Path, b: Path) -> bool:
