@@ -32,6 +32,9 @@ def test_unknown_names_are_errors_naming_preset_and_key(tmp_path: Path) -> None:
     bad.write_text('[[stages]]\nstage = "resample"\n[[stages]]\nstage = "reverb"\n')
     with pytest.raises(ParameterError, match=r"mine.toml.*'reverb'"):
         load_preset(bad)
+    bad.write_text('stages = ["resample"]\n')
+    with pytest.raises(ParameterError, match="array of tables"):
+        load_preset(bad)
     with pytest.raises(ParameterError, match="unknown preset"):
         load_preset("loudest")
     with pytest.raises(ParameterError, match="must be float"):

@@ -140,7 +140,10 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
         raise ParameterError(f"preset {source}: unknown key {sorted(unknown)[0]!r}")
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
     stages: list[Stage] = []
-    for index, entry in enumerate(data.get("stages", [])):
+    entries = data.get("stages", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ParameterError(f"preset {source}: 'stages' must be an array of tables ([[stages]])")
+    for index, entry in enumerate(entries):
         params = dict(entry)
         name = params.pop("stage", None)
         if name not in STAGES:
