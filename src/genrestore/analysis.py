@@ -132,8 +132,8 @@ def estimate_cutoff_hz(
     Two kinds of band limit are recognised.  A *knee* (a codec or resampler low-pass): the
     level 750 Hz above some frequency is at least ``knee_db`` below the level 750 Hz
     under it (on the spectrum smoothed over 100 Hz); the cutoff is then where the level
-    falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the highest
-    frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
+    falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the
+    highest frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
     clips return the Nyquist frequency, silence returns 0.
     """
     freqs, level = long_term_spectrum(audio, sample_rate)
@@ -155,7 +155,8 @@ def estimate_cutoff_hz(
     )
     if knee.any():
         first = int(np.argmax(knee))  # the lowest knee: content above it is residue
-        run_end = first + int(np.argmin(knee[first:])) if not knee[first:].all() else len(knee)
+        rest = knee[first:]
+        run_end = first + (rest.size if rest.all() else int(np.argmin(rest)))  # end of that run
         k = int(idx[first + int(np.argmax(drop[first:run_end]))])
         lo = max(0, k - 3 * step)
         passband = float(np.median(smooth[lo : k - step + 1]))
