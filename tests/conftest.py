@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pytest
 
+from genrestore.degrade import DEGRADATIONS, degrade
 from genrestore.synth import render_song
 
 
@@ -36,6 +37,13 @@ def _song(rate: int, seconds: float) -> np.ndarray:
 
 def song(rate: int = 44100, seconds: float = 6.0) -> np.ndarray:
     return _song(rate, seconds).copy()
+
+
+def generator_like(clean: np.ndarray, rate: int, *, cutoff_hz: float = 10000.0, seed: int = 0
+                   ) -> tuple[np.ndarray, int]:
+    """The ``demo`` degradation (mono, 32 kHz, low-pass, -60 dBFS hiss, +2 dBFS peak)."""
+    chain = DEGRADATIONS["demo"].replace(cutoff_hz=(cutoff_hz, cutoff_hz))
+    return degrade(clean, rate, chain, seed=seed)
 
 
 def band_power_db(audio: np.ndarray, rate: int, lo_hz: float, hi_hz: float) -> float:

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import sine, song
+from conftest import generator_like, sine, song
 from genrestore.cli import main
-from genrestore.degrade import musicgen_like
 
 
 @pytest.fixture
 def clip_file(tmp_path: Path) -> Path:
-    clip, rate = musicgen_like(song(44100, 3.0), 44100, seed=0)
+    clip, rate = generator_like(song(44100, 3.0), 44100, seed=0)
     path = tmp_path / "in" / "clip.wav"
     path.parent.mkdir()
     sf.write(path, clip.T, rate, subtype="FLOAT")

@@ -7,9 +7,8 @@ import pytest
 import soundfile as sf
 
 import genrestore
-from conftest import sine, song
+from conftest import generator_like, sine, song
 from genrestore.analysis import integrated_lufs, true_peak_dbtp
-from genrestore.degrade import musicgen_like
 from genrestore.errors import ParameterError
 from genrestore.pipeline import load_preset, parse_set_option, preset_names, run_pipeline
 from genrestore.stages import resample
@@ -56,7 +55,7 @@ def test_overrides_reach_the_stage() -> None:
 @pytest.mark.parametrize("rate", [44100, 48000])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_restore_default_hits_loudness_and_ceiling(rate: int, channels: int) -> None:
-    clip, clip_rate = musicgen_like(song(44100, 6.0), 44100, seed=1)
+    clip, clip_rate = generator_like(song(44100, 6.0), 44100, seed=1)
     if channels == 2:
         clip = np.concatenate([clip, 0.9 * clip])
     audio, out_rate = genrestore.restore(clip, clip_rate, output_rate_hz=rate)
@@ -73,7 +72,7 @@ def test_none_preset_only_resamples() -> None:
 
 
 def test_spectral_stages_share_one_stft_without_changing_the_result() -> None:
-    clip, rate = musicgen_like(song(44100, 6.0), 44100, seed=2)
+    clip, rate = generator_like(song(44100, 6.0), 44100, seed=2)
     preset = load_preset("default")
     result = run_pipeline(clip, rate, preset)
     labels = [label for label, _ in result.timings_s]
@@ -92,7 +91,7 @@ def test_spectral_stages_share_one_stft_without_changing_the_result() -> None:
 
 
 def test_reports_say_what_each_stage_did() -> None:
-    clip, rate = musicgen_like(song(44100, 6.0), 44100, cutoff_hz=9000.0, seed=3)
+    clip, rate = generator_like(song(44100, 6.0), 44100, cutoff_hz=9000.0, seed=3)
     result = run_pipeline(clip, rate, load_preset("default"))
     by_stage = {r.stage: r for r in result.reports}
     assert result.analysis.cutoff_hz == pytest.approx(9000, abs=500)
@@ -103,7 +102,7 @@ def test_reports_say_what_each_stage_did() -> None:
 
 def test_default_preset_restores_high_band_towards_the_clean_original() -> None:
     clean = song(44100, 6.0).mean(axis=0, keepdims=True)
-    clip, rate = musicgen_like(clean, 44100, cutoff_hz=8000.0, seed=4)
+    clip, rate = generator_like(clean, 44100, cutoff_hz=8000.0, seed=4)
     plain, _ = genrestore.restore(clip, rate, preset="none")
     restored, _ = genrestore.restore(clip, rate)
 
@@ -120,7 +119,7 @@ def test_default_preset_restores_high_band_towards_the_clean_original() -> None:
 
 
 def test_restore_file_writes_24bit_44k_on_target(tmp_path: Path) -> None:
-    clip, rate = musicgen_like(song(44100, 6.0), 44100, seed=5)
+    clip, rate = generator_like(song(44100, 6.0), 44100, seed=5)
     src = tmp_path / "clip.wav"
     sf.write(src, clip.T, rate, subtype="FLOAT")
     result = genrestore.restore_file(src, tmp_path / "out.wav")

@@ -52,20 +52,26 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     return np.array([shelf, highpass], dtype=np.float64)
 
 
+def _block_loudness(x: np.ndarray, sample_rate: int, block_s: float, step_s: float) -> np.ndarray:
+    """Mean-square K-weighted energy of each ``block_s`` block, every ``step_s``, summed over
+    channels (empty when the clip is shorter than one block)."""
+    block, step = round(block_s * sample_rate), round(step_s * sample_rate)
+    if x.shape[-1] < block:
+        return np.zeros(0)
+    weighted = signal.sosfilt(k_weighting_sos(sample_rate), x, axis=-1)
+    cumulative = np.zeros((x.shape[0], x.shape[-1] + 1))
+    np.cumsum(weighted * weighted, axis=-1, out=cumulative[:, 1:])
+    starts = np.arange(0, x.shape[-1] - block + 1, step)
+    return ((cumulative[:, starts + block] - cumulative[:, starts]) / block).sum(axis=0)
+
+
 def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness in LUFS of ``(channels, samples)`` audio (mono or stereo).
 
     Returns ``-inf`` for silence or a clip shorter than one 400 ms gating block.
     """
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    block, step = round(_BLOCK_S * sample_rate), round(_STEP_S * sample_rate)
-    if x.shape[-1] < block:
-        return float("-inf")
-    weighted = signal.sosfilt(k_weighting_sos(sample_rate), x, axis=-1)
-    cumulative = np.zeros((x.shape[0], x.shape[-1] + 1))
-    np.cumsum(weighted * weighted, axis=-1, out=cumulative[:, 1:])
-    starts = np.arange(0, x.shape[-1] - block + 1, step)
-    energy = ((cumulative[:, starts + block] - cumulative[:, starts]) / block).sum(axis=0)
+    energy = _block_loudness(x, sample_rate, _BLOCK_S, _STEP_S)
     loud = -0.691 + _db(energy)
     kept = energy[loud > _ABS_GATE_LUFS]
     if kept.size == 0:
@@ -73,6 +79,24 @@ def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
     relative_gate = -0.691 + _db(kept.mean()) + _REL_GATE_LU
     kept = energy[(loud > _ABS_GATE_LUFS) & (loud > relative_gate)]
     return float(-0.691 + _db(kept.mean()))
+
+
+def loudness_range_lu(audio: np.ndarray, sample_rate: int) -> float:
+    """Loudness range (LRA, EBU Tech 3342) in LU: the spread between the 10th and 95th
+    percentiles of 3 s short-term loudness, gated at -70 LUFS and 20 LU under their mean.
+
+    0 for a clip shorter than 3 s or silent.
+    """
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    energy = _block_loudness(x, sample_rate, 3.0, 0.1)
+    loud = -0.691 + _db(energy)
+    kept = energy[loud > _ABS_GATE_LUFS]
+    if kept.size == 0:
+        return 0.0
+    gate = -0.691 + _db(kept.mean()) - 20.0
+    short_term = loud[(loud > _ABS_GATE_LUFS) & (loud > gate)]
+    low, high = np.percentile(short_term, [10.0, 95.0])
+    return float(high - low)
 
 
 # True peak: 4x oversampling with a 48-tap polyphase FIR, evaluated only around samples
@@ -169,48 +193,161 @@ def estimate_cutoff_hz(
     return nyquist if edge >= 0.95 * nyquist else edge
 
 
-def noise_floor_dbfs(audio: np.ndarray, sample_rate: int) -> float:
-    """RMS level (dBFS) of the stationary noise, from minimum statistics over the STFT."""
+def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0) -> float:
+    """RMS level (dBFS) of the stationary noise, as white-noise equivalent.
+
+    Minimum statistics over the STFT give each bin's stationary floor; music keeps most bins
+    busy, but hiss shows in the quietest ones (between partials, above a band limit).  The
+    ``percentile``-th quietest bin between 200 Hz and 95 % of Nyquist is taken as the noise
+    density, and the level is that of white noise with this density over the whole band.
+    A clip with no hiss reads very low (down to the codec or dither floor).
+    """
     spec = stft(audio, sample_rate)
     power = np.abs(spec.data) ** 2
-    floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2)  # (channels, bins)
+    floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2).mean(axis=0)  # (bins,)
+    freqs = spec.freqs_hz
+    band = (freqs >= 200.0) & (freqs <= 0.95 * sample_rate / 2.0)
+    density = float(np.percentile(floor[band], percentile))
     window = np.hanning(spec.n_fft + 1)[:-1]
-    # Parseval for a windowed frame: mean square = sum over one-sided bins / (N * sum w^2) * 2.
-    one_sided = floor.copy()
-    one_sided[..., 1:-1] *= 2.0
-    mean_square = one_sided.sum(axis=-1) / (spec.n_fft * np.sum(window**2))
-    return float(_db(mean_square.mean()))
+    # Parseval for a windowed frame: mean square = 2 * sum over one-sided bins / (N * sum w^2).
+    mean_square = density * spec.n_fft / (spec.n_fft * np.sum(window**2))
+    return float(_db(mean_square))
+
+
+def dc_offset(audio: np.ndarray) -> float:
+    """Largest per-channel mean, as a fraction of full scale (signed)."""
+    means = np.atleast_2d(np.asarray(audio, dtype=np.float64)).mean(axis=-1)
+    return float(means[np.argmax(np.abs(means))])
+
+
+def crest_factor_db(audio: np.ndarray) -> float:
+    """Sample peak over RMS in dB (3.01 dB for a sine; 0 for silence)."""
+    x = np.asarray(audio, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(x * x)))
+    return float(20.0 * np.log10(np.max(np.abs(x)) / rms)) if rms > 0 else 0.0
+
+
+def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = 1e-4
+                 ) -> tuple[int, int]:
+    """``(runs, samples)``: flat tops where the waveform was clipped.
+
+    A run is at least ``min_run`` consecutive samples whose magnitude lies within
+    ``tolerance`` (relative) of the clip's sample peak, so both integer clipping at full
+    scale and clipping followed by a gain change are found.  Peaks of unclipped music do
+    not repeat exactly for three samples.
+    """
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    peak = float(np.max(np.abs(x), initial=0.0))
+    if peak == 0.0:
+        return 0, 0
+    runs = samples = 0
+    for channel in x:
+        at_top = np.abs(channel) >= peak * (1.0 - tolerance)
+        edges = np.diff(np.concatenate([[0], at_top.astype(np.int8), [0]]))
+        lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+        long = lengths[lengths >= min_run]
+        runs += int(long.size)
+        samples += int(long.sum())
+    return runs, samples
+
+
+def interchannel_correlation(audio: np.ndarray) -> float:
+    """Pearson correlation of left and right (1.0 for mono or silence)."""
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    if x.shape[0] < 2:
+        return 1.0
+    left, right = x[0] - x[0].mean(), x[1] - x[1].mean()
+    norm = float(np.sqrt(np.sum(left * left) * np.sum(right * right)))
+    return float(np.sum(left * right) / norm) if norm > 0 else 1.0
+
+
+def stereo_width_db(audio: np.ndarray) -> float:
+    """Side-to-mid energy ratio in dB (``-inf`` for mono or identical channels)."""
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+    if x.shape[0] < 2:
+        return float("-inf")
+    mid, side = (x[0] + x[1]) / 2.0, (x[0] - x[1]) / 2.0
+    side_energy = float(np.sum(side * side))
+    if side_energy == 0.0:
+        return float("-inf")
+    return float(_db(side_energy / max(float(np.sum(mid * mid)), 1e-30)))
+
+
+def is_mono(audio: np.ndarray, *, side_db: float = -60.0) -> bool:
+    """True for one channel, or two whose difference is ``side_db`` or more below their sum
+    (mono saved as stereo)."""
+    return bool(np.atleast_2d(audio).shape[0] == 1 or stereo_width_db(audio) <= side_db)
+
+
+def effective_bandwidth_hz(audio: np.ndarray, sample_rate: int, *, range_db: float = 60.0) -> float:
+    """Highest frequency whose long-term level is within ``range_db`` of the spectrum's
+    maximum (the no-reference bandwidth figure of ``genrestore bench``); 0 for silence."""
+    freqs, level = long_term_spectrum(audio, sample_rate)
+    if level.max() < SILENCE_DBFS:
+        return 0.0
+    within = np.flatnonzero(level >= level.max() - range_db)
+    return float(freqs[int(within[-1])])
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """What genrestore measures on a clip before treating it."""
+    """What genrestore measures on a clip before treating it; field names carry units."""
 
     sample_rate: int
     channels: int
     duration_s: float
     cutoff_hz: float
     noise_floor_dbfs: float
+    snr_db: float  # RMS level of the clip over its noise floor
     integrated_lufs: float
+    loudness_range_lu: float
     sample_peak_dbfs: float
     true_peak_dbtp: float
     overs: int  # samples with magnitude above 1.0
+    clipped_runs: int
+    clipped_samples: int
+    dc_offset: float
+    crest_factor_db: float
+    interchannel_correlation: float
+    is_mono: bool  # one channel, or two identical ones
 
-    def to_dict(self) -> dict[str, float | int]:
+    @property
+    def is_full_band(self) -> bool:
+        return self.cutoff_hz >= 0.95 * self.sample_rate / 2.0
+
+    def to_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    """RMS level in dBFS over all channels (``-inf`` for silence)."""
+    x = np.asarray(audio, dtype=np.float64)
+    mean_square = float(np.mean(x * x))
+    return float(_db(mean_square)) if mean_square > 0 else float("-inf")
 
 
 def analyze(audio: np.ndarray, sample_rate: int) -> Analysis:
     """Measure ``(channels, samples)`` audio once; stages read what they need from it."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    floor = noise_floor_dbfs(x, sample_rate)
+    level = rms_dbfs(x)
+    runs, clipped = clipped_runs(x)
     return Analysis(
         sample_rate=int(sample_rate),
         channels=int(x.shape[0]),
         duration_s=x.shape[-1] / sample_rate,
         cutoff_hz=estimate_cutoff_hz(x, sample_rate),
-        noise_floor_dbfs=noise_floor_dbfs(x, sample_rate),
+        noise_floor_dbfs=floor,
+        snr_db=level - floor if np.isfinite(level) else 0.0,
         integrated_lufs=integrated_lufs(x, sample_rate),
+        loudness_range_lu=loudness_range_lu(x, sample_rate),
         sample_peak_dbfs=sample_peak_dbfs(x),
         true_peak_dbtp=true_peak_dbtp(x),
         overs=int(np.count_nonzero(np.abs(x) > 1.0)),
+        clipped_runs=runs,
+        clipped_samples=clipped,
+        dc_offset=dc_offset(x),
+        crest_factor_db=crest_factor_db(x),
+        interchannel_correlation=interchannel_correlation(x),
+        is_mono=is_mono(x),
     )

@@ -11,7 +11,7 @@ import numpy as np
 import pyloudnorm
 
 from genrestore.analysis import integrated_lufs
-from genrestore.degrade import musicgen_like
+from genrestore.degrade import degrade
 from genrestore.pipeline import DEFAULT_PRESET, load_preset, run_pipeline
 from genrestore.synth import render_song
 
@@ -38,14 +38,14 @@ class SpeedResult:
 def speed_benchmark(
     *, seconds: float = 30.0, preset: str = DEFAULT_PRESET, repeats: int = 5, seed: int = 0
 ) -> SpeedResult:
-    """Time ``preset`` on a ``seconds``-long MusicGen-like clip (mono, 32 kHz) in this process.
+    """Time ``preset`` on a ``seconds``-long clip degraded by the ``demo`` chain (mono, 32 kHz).
 
     Everything genrestore runs is single-threaded (numpy/scipy FFTs, pedalboard, soxr),
     so this is a one-core figure.  Reports the median over ``repeats`` runs, per step, and
     the time of genrestore's BS.1770 meter against pyloudnorm's on the same clip.
     """
     clean = render_song(44100, seconds, seed=seed)
-    clip, rate = musicgen_like(clean, 44100, seed=seed)
+    clip, rate = degrade(clean, 44100, "demo", seed=seed)
     chosen = load_preset(preset)
     run_pipeline(clip, rate, chosen)  # warm-up: imports, FFT plans
     totals: list[float] = []

@@ -160,13 +160,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from genrestore.degrade import musicgen_like
+    from genrestore.degrade import degrade
     from genrestore.io import write_audio
     from genrestore.synth import render_song
 
     out = Path(args.out)
     clean = render_song(44100, args.seconds, seed=0)
-    clip, rate = musicgen_like(clean, 44100, seed=0)
+    clip, rate = degrade(clean, 44100, "demo", seed=0)
     write_audio(out / "example_clean.wav", clean, 44100, bits="24", overwrite=True)
     source = write_audio(out / "example_musicgen_like.wav", clip, rate, bits="32f", overwrite=True)
     result = restore_file(source, out / "example_restored.wav", preset=args.preset,
