@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/genrestore bench speed
+	$(BIN)/genrestore bench --speed
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info src/*.egg-info .pytest_cache

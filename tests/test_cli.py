@@ -128,7 +128,7 @@ def test_console_script_demo(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_speed_runs(capsys: pytest.CaptureFixture) -> None:
-    assert main(["bench", "speed", "--seconds", "3", "--repeats", "1"]) == 0
+    assert main(["bench", "--speed", "--seconds", "3", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "real-time factor" in out
     assert "pyloudnorm" in out

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import band_power_db, snr_db, song
 
+from conftest import band_power_db, snr_db, song
 from genrestore import analysis
 from genrestore.degrade import DEGRADATIONS, codec_roundtrip, degrade, noise
 from genrestore.errors import ParameterError
@@ -29,7 +29,8 @@ def test_every_chain_outputs_32k_and_is_seeded(clean: np.ndarray, name: str) -> 
     a, rate = degrade(clean, RATE, name, seed=1)
     b, _ = degrade(clean, RATE, name, seed=1)
     assert rate == 32000
-    assert a.dtype == np.float32 and np.all(np.isfinite(a))
+    assert a.dtype == np.float32
+    assert np.all(np.isfinite(a))
     assert a.shape[-1] == pytest.approx(clean.shape[-1] * 32000 / RATE, abs=2)
     assert a.shape[0] == (1 if DEGRADATIONS[name].mono else 2)
     np.testing.assert_array_equal(a, b)
@@ -43,12 +44,13 @@ def test_musicgen_like(clean: np.ndarray) -> None:
         peaks.append(analysis.sample_peak_dbfs(x))
         cutoffs.append(analysis.estimate_cutoff_hz(x, rate))
         assert analysis.noise_floor_dbfs(x, rate) == pytest.approx(-60.0, abs=3.0)
-    assert all(-3.01 <= p <= 3.01 for p in peaks) and len(set(np.round(peaks, 2))) == 3
+    assert all(-3.01 <= p <= 3.01 for p in peaks)
+    assert len(set(np.round(peaks, 2))) == 3
     assert all(7500.0 <= c <= 12500.0 for c in cutoffs)
 
 
 def test_noisy_has_25_db_snr(clean: np.ndarray) -> None:
-    x, rate = degrade(clean, RATE, "noisy", seed=0)
+    x, _rate = degrade(clean, RATE, "noisy", seed=0)
     reference, _ = degrade(clean, RATE, DEGRADATIONS["noisy"].replace(snr_db=None), seed=0)
     assert snr_db(reference, x) == pytest.approx(25.0, abs=0.1)
 
@@ -68,7 +70,8 @@ def test_mp3_roundtrip_keeps_timing_and_cuts_the_top() -> None:
     assert snr_db(x, y) > 3.0  # aligned: no encoder delay left
     assert band_power_db(y, 32000, 10000, 16000) < band_power_db(x, 32000, 10000, 16000) - 20
     o = codec_roundtrip(x, 32000, "opus", 64.0)
-    assert o.shape == x.shape and snr_db(x, o) > 3.0
+    assert o.shape == x.shape
+    assert snr_db(x, o) > 3.0
 
 
 def test_pink_noise_falls_3_db_per_octave() -> None:

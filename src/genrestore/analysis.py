@@ -4,7 +4,7 @@ Levels in dBFS are ``20 * log10(rms)`` of the samples (a full-scale sine is -3.0
 loudness follows ITU-R BS.1770-4 (K-weighting, 400 ms blocks with 75 % overlap, absolute
 gate at -70 LUFS, relative gate at -10 LU).  :func:`integrated_lufs` is genrestore's own
 vectorised implementation because the loudness stage measures several times per clip; the
-test suite checks it against pyloudnorm and ``genrestore bench speed`` times both.
+test suite checks it against pyloudnorm and ``genrestore bench --speed`` times both.
 """
 
 from __future__ import annotations
@@ -193,13 +193,17 @@ def estimate_cutoff_hz(
     return nyquist if edge >= 0.95 * nyquist else edge
 
 
+_EMPTY_BIN = 1e-6
+
+
 def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0) -> float:
     """RMS level (dBFS) of the stationary noise, as white-noise equivalent.
 
     Minimum statistics over the STFT give each bin's stationary floor; music keeps most bins
     busy, but hiss shows in the quietest ones (between partials, above a band limit).  The
-    ``percentile``-th quietest bin between 200 Hz and 95 % of Nyquist is taken as the noise
-    density, and the level is that of white noise with this density over the whole band.
+    ``percentile``-th quietest bin between 200 Hz and 95 % of Nyquist (leaving out empty
+    bins, 60 dB under the median floor) is taken as the noise density, and the level is
+    that of white noise with this density over the whole band.
     A clip with no hiss reads very low (down to the codec or dither floor).
     """
     spec = stft(audio, sample_rate)
@@ -207,7 +211,11 @@ def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float =
     floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2).mean(axis=0)  # (bins,)
     freqs = spec.freqs_hz
     band = (freqs >= 200.0) & (freqs <= 0.95 * sample_rate / 2.0)
-    density = float(np.percentile(floor[band], percentile))
+    # Bins 60 dB under the median floor are empty (a resampler's stop band), not hiss.
+    occupied = band & (floor >= np.median(floor[band]) * _EMPTY_BIN)
+    if not occupied.any():
+        return float(_db(0.0))
+    density = float(np.percentile(floor[occupied], percentile))
     window = np.hanning(spec.n_fft + 1)[:-1]
     # Parseval for a windowed frame: mean square = 2 * sum over one-sided bins / (N * sum w^2).
     mean_square = density * spec.n_fft / (spec.n_fft * np.sum(window**2))

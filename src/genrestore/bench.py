@@ -1,18 +1,29 @@
-"""Benchmarks whose output the README quotes: ``genrestore bench speed``."""
+"""Benchmarks whose output the README quotes: ``genrestore bench --speed``, ``--clean DIR``
+(full-reference quality on degraded clean music) and ``--real DIR`` (no-reference figures)."""
 
 from __future__ import annotations
 
+import csv
 import statistics
 import time
+import zlib
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyloudnorm
 
 from genrestore.analysis import integrated_lufs
-from genrestore.degrade import degrade
+from genrestore.degrade import degrade, get_degradation
+from genrestore.errors import GenrestoreError
+from genrestore.io import read_audio
+from genrestore.metrics import full_reference, no_reference
 from genrestore.pipeline import DEFAULT_PRESET, load_preset, run_pipeline
+from genrestore.stages import StageReport
+from genrestore.stages.resample import resample
 from genrestore.synth import render_song
 
 
@@ -97,4 +108,269 @@ def format_speed(result: SpeedResult) -> str:
         f"pyloudnorm {result.loudness_pyloudnorm_s * 1000:.1f} ms, "
         f"difference {result.loudness_difference_lu:.3f} LU",
     ]
+    return "\n".join(lines)
+
+
+# --- Quality: full reference (clean music, degraded, restored) and no reference -------------
+
+BENCH_RATES_HZ = (44100, 48000)
+FULL_REFERENCE_KEYS = ("lsd", "lsd_low", "lsd_high", "mrstft", "si_sdr_db", "visqol_moslqo")
+#: "Never worse": a clip is listed when a preset's ViSQOL is this much below ``none``'s.
+NEVER_WORSE_MOS = 0.05
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    """One clip x degradation x preset of the full-reference benchmark."""
+
+    clip: str
+    degradation: str
+    preset: str
+    metrics: dict[str, float]
+    realtime_factor: float
+    acted: str  # the stages that acted, comma-separated
+
+
+def excerpt(audio: np.ndarray, sample_rate: int, seconds: float) -> np.ndarray:
+    """The ``seconds`` that start a third of the way in (past most intros); the whole clip
+    when it is shorter.  Deterministic, so every run measures the same music."""
+    n = round(seconds * sample_rate)
+    total = audio.shape[-1]
+    if total <= n:
+        return audio
+    start = min(total // 3, total - n)
+    return audio[..., start : start + n]
+
+
+def _seed(*parts: str) -> int:
+    return zlib.crc32(":".join(parts).encode("utf-8"))
+
+
+def _acted(reports: tuple[StageReport, ...]) -> str:
+    return ",".join(r.stage for r in reports if r.acted and r.stage != "resample")
+
+
+def quality_clip(
+    clean: np.ndarray,
+    sample_rate: int,
+    *,
+    name: str,
+    degradations: Sequence[str],
+    presets: Sequence[str],
+    visqol: bool = False,
+    split_hz: float = 8000.0,
+) -> list[QualityRow]:
+    """Degrade ``clean`` with each named chain, restore with each preset, compare with the
+    clean original.  The reference is the clean clip at 44.1 or 48 kHz (resampled to
+    44.1 kHz from any other rate); restorations are made at that rate."""
+    ref_rate = sample_rate if sample_rate in BENCH_RATES_HZ else 44100
+    reference = clean if ref_rate == sample_rate else resample(clean, sample_rate, ref_rate)
+    loaded = {p: load_preset(p) for p in presets}
+    rows = []
+    for degradation in degradations:
+        degraded, rate = degrade(clean, sample_rate, degradation, seed=_seed(name, degradation))
+        for preset_name, preset in loaded.items():
+            start = time.perf_counter()
+            result = run_pipeline(degraded, rate, preset, output_rate_hz=ref_rate)
+            spent = time.perf_counter() - start
+            figures = full_reference(reference, result.audio, ref_rate, split_hz=split_hz,
+                                     visqol=visqol)
+            rows.append(QualityRow(name, degradation, preset_name, figures,
+                                   degraded.shape[-1] / rate / spent, _acted(result.reports)))
+    return rows
+
+
+def _quality_job(args: tuple[Path, str, float, tuple[str, ...], tuple[str, ...], bool]
+                 ) -> list[QualityRow] | str:
+    path, name, seconds, degradations, presets, visqol = args
+    try:
+        audio, rate = read_audio(path)
+        clip = excerpt(audio, rate, seconds)
+        return quality_clip(clip, rate, name=name, degradations=degradations, presets=presets,
+                            visqol=visqol)
+    except (GenrestoreError, OSError, ValueError, RuntimeError) as exc:
+        return f"{path}: {exc}"
+
+
+def quality_benchmark(
+    clean_files: Sequence[tuple[Path, str]],
+    *,
+    degradations: Sequence[str],
+    presets: Sequence[str],
+    seconds: float = 10.0,
+    visqol: bool = False,
+    jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[QualityRow], list[str]]:
+    """Run :func:`quality_clip` on an excerpt of every ``(path, name)``; returns the rows and
+    one error line per file that could not be measured."""
+    for d in degradations:
+        get_degradation(d)
+    for p in presets:
+        load_preset(p)
+    tasks = [(path, name, seconds, tuple(degradations), tuple(presets), visqol)
+             for path, name in clean_files]
+    rows: list[QualityRow] = []
+    errors: list[str] = []
+    def collect(task: tuple, outcome: list[QualityRow] | str) -> None:
+        if isinstance(outcome, str):
+            errors.append(outcome)
+        else:
+            rows.extend(outcome)
+        if progress is not None:
+            progress(task[1])
+
+    if jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for task, outcome in zip(tasks, pool.map(_quality_job, tasks), strict=True):
+                collect(task, outcome)
+    else:
+        for task in tasks:
+            collect(task, _quality_job(task))
+    return rows, errors
+
+
+def write_quality_csv(rows: Sequence[QualityRow], path: Path) -> None:
+    """One row per clip x degradation x preset."""
+    keys = [k for k in FULL_REFERENCE_KEYS if any(k in r.metrics for r in rows)]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["clip", "degradation", "preset", *keys, "realtime_factor", "acted"])
+        for r in rows:
+            writer.writerow([r.clip, r.degradation, r.preset,
+                             *(f"{r.metrics[k]:.4f}" for k in keys),
+                             f"{r.realtime_factor:.1f}", r.acted])
+
+
+def quality_means(rows: Sequence[QualityRow]) -> dict[tuple[str, str], dict[str, float]]:
+    """Mean of every metric (and the real-time factor) per ``(degradation, preset)``."""
+    groups: dict[tuple[str, str], list[QualityRow]] = defaultdict(list)
+    for r in rows:
+        groups[(r.degradation, r.preset)].append(r)
+    means = {}
+    for key, members in groups.items():
+        keys = [k for k in FULL_REFERENCE_KEYS if k in members[0].metrics]
+        means[key] = {k: float(np.mean([m.metrics[k] for m in members])) for k in keys}
+        means[key]["realtime_factor"] = float(np.median([m.realtime_factor for m in members]))
+        means[key]["clips"] = float(len(members))
+    return means
+
+
+def worse_than_none(rows: Sequence[QualityRow], *, baseline: str = "none",
+                    metric: str = "visqol_moslqo", margin: float = NEVER_WORSE_MOS
+                    ) -> list[tuple[QualityRow, float]]:
+    """Rows whose ``metric`` is more than ``margin`` worse than the ``baseline`` preset's on
+    the same clip and degradation (higher is better for ViSQOL and SI-SDR, lower for the
+    distances).  Returns ``(row, difference)`` pairs, worst first."""
+    higher_better = metric in ("visqol_moslqo", "si_sdr_db")
+    base = {(r.clip, r.degradation): r.metrics.get(metric) for r in rows if r.preset == baseline}
+    found = []
+    for r in rows:
+        ref = base.get((r.clip, r.degradation))
+        if r.preset == baseline or ref is None or metric not in r.metrics:
+            continue
+        diff = r.metrics[metric] - ref if higher_better else ref - r.metrics[metric]
+        if diff < -margin:
+            found.append((r, diff))
+    return sorted(found, key=lambda pair: pair[1])
+
+
+def format_quality(rows: Sequence[QualityRow], *, baseline: str = "none") -> str:
+    """Markdown: means per degradation x preset, and the clips where a preset is worse than
+    ``baseline`` on ViSQOL (or, without ViSQOL, on LSD)."""
+    means = quality_means(rows)
+    keys = [k for k in FULL_REFERENCE_KEYS if any(k in m for m in means.values())]
+    labels = {"lsd": "LSD", "lsd_low": "LSD <8k", "lsd_high": "LSD >8k", "mrstft": "MR-STFT",
+              "si_sdr_db": "SI-SDR dB", "visqol_moslqo": "ViSQOL"}
+    arrows = {"si_sdr_db": "↑", "visqol_moslqo": "↑"}
+    head = [f"{labels[k]} {arrows.get(k, '↓')}" for k in keys]
+    lines = ["| degradation | preset | clips | " + " | ".join(head) + " | x real time |",
+             "|---|---|---:|" + "---:|" * (len(keys) + 1)]
+    for (degradation, preset), m in means.items():
+        cells = " | ".join(f"{m[k]:.3f}" if k != "si_sdr_db" else f"{m[k]:.1f}" for k in keys)
+        lines.append(f"| {degradation} | {preset} | {int(m['clips'])} | {cells} | "
+                     f"{m['realtime_factor']:.0f} |")
+    metric = "visqol_moslqo" if "visqol_moslqo" in keys else "lsd"
+    margin = NEVER_WORSE_MOS if metric == "visqol_moslqo" else 0.0
+    worse = worse_than_none(rows, baseline=baseline, metric=metric, margin=margin)
+    lines += ["", f"Never worse ({metric}, margin {margin:g}, against `{baseline}`): "
+              + (f"**{len(worse)} case(s) worse**" if worse else "no clip is worse")]
+    for r, diff in worse:
+        lines.append(f"- {r.clip} / {r.degradation} / {r.preset}: {diff:+.3f}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RealRow:
+    """No-reference figures of one real clip before and after one preset."""
+
+    clip: str
+    preset: str
+    before: dict[str, float]
+    after: dict[str, float]
+    acted: str
+    realtime_factor: float
+
+
+def real_benchmark(files: Sequence[tuple[Path, str]], *, presets: Sequence[str],
+                   progress: Callable[[str], None] | None = None
+                   ) -> tuple[list[RealRow], list[str]]:
+    """Restore every file with every preset; no-reference figures before and after."""
+    loaded = {p: load_preset(p) for p in presets}
+    rows, errors = [], []
+    for path, name in files:
+        try:
+            audio, rate = read_audio(path)
+            before = no_reference(audio, rate)
+            for preset_name, preset in loaded.items():
+                start = time.perf_counter()
+                result = run_pipeline(audio, rate, preset)
+                spent = time.perf_counter() - start
+                rows.append(RealRow(name, preset_name, before,
+                                    no_reference(result.audio, result.sample_rate),
+                                    _acted(result.reports), audio.shape[-1] / rate / spent))
+        except (GenrestoreError, OSError, ValueError, RuntimeError) as exc:
+            errors.append(f"{path}: {exc}")
+        if progress is not None:
+            progress(name)
+    return rows, errors
+
+
+REAL_KEYS = ("integrated_lufs", "true_peak_dbtp", "bandwidth_hz", "noise_floor_dbfs",
+             "clipped_fraction", "loudness_range_lu")
+
+
+def write_real_csv(rows: Sequence[RealRow], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["clip", "preset", *(f"{k}_before" for k in REAL_KEYS),
+                         *(f"{k}_after" for k in REAL_KEYS), "realtime_factor", "acted"])
+        for r in rows:
+            writer.writerow([r.clip, r.preset, *(f"{r.before[k]:.4g}" for k in REAL_KEYS),
+                             *(f"{r.after[k]:.4g}" for k in REAL_KEYS),
+                             f"{r.realtime_factor:.1f}", r.acted])
+
+
+def format_real(rows: Sequence[RealRow]) -> str:
+    """Markdown: per preset, medians before/after and how many clips end off target."""
+    lines = ["| preset | clips | LUFS before -> after (median) | |LUFS - median| max | "
+             "true peak max dBTP | bandwidth kHz (median) | noise floor dBFS (median) | "
+             "clipped % max | x real time |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    by_preset: dict[str, list[RealRow]] = defaultdict(list)
+    for r in rows:
+        by_preset[r.preset].append(r)
+    for preset, members in by_preset.items():
+        def med(side: str, key: str, members: list[RealRow] = members) -> float:
+            return float(np.median([getattr(m, side)[key] for m in members]))
+        after_lufs = np.array([m.after["integrated_lufs"] for m in members])
+        spread = float(np.max(np.abs(after_lufs - np.median(after_lufs))))
+        lines.append(
+            f"| {preset} | {len(members)} | {med('before', 'integrated_lufs'):.1f} -> "
+            f"{med('after', 'integrated_lufs'):.1f} | {spread:.1f} | "
+            f"{max(m.after['true_peak_dbtp'] for m in members):+.2f} | "
+            f"{med('before', 'bandwidth_hz') / 1000:.1f} -> {med('after', 'bandwidth_hz') / 1000:.1f} | "
+            f"{med('before', 'noise_floor_dbfs'):.1f} -> {med('after', 'noise_floor_dbfs'):.1f} | "
+            f"{100 * max(m.after['clipped_fraction'] for m in members):.2f} | "
+            f"{np.median([m.realtime_factor for m in members]):.0f} |")
     return "\n".join(lines)

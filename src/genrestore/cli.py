@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from genrestore import __version__
@@ -178,12 +179,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from genrestore.bench import format_speed, speed_benchmark
+def _choose(files: list[tuple[Path, Path]], count: int | None) -> list[tuple[Path, Path]]:
+    """``count`` files spread evenly over the sorted list (all when ``count`` is None)."""
+    if count is None or count >= len(files):
+        return files
+    picks = np.linspace(0, len(files) - 1, count).round().astype(int)
+    return [files[i] for i in sorted(set(picks.tolist()))]
 
-    result = speed_benchmark(seconds=args.seconds, preset=args.preset, repeats=args.repeats)
-    print(format_speed(result))
-    return EXIT_OK
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from genrestore import bench
+
+    if args.speed:
+        result = bench.speed_benchmark(seconds=args.seconds or 30.0,
+                                       preset=args.preset or DEFAULT_PRESET, repeats=args.repeats)
+        print(bench.format_speed(result))
+        return EXIT_OK
+    presets = [p.strip() for p in (args.preset or "none,default").split(",") if p.strip()]
+    folder = args.clean or args.real
+    found = _choose(sorted(find_audio_files([folder]), key=lambda f: str(f[1])), args.clips)
+    if not found:
+        raise ParameterError(f"no audio files found in {folder}")
+    files = [(path, str(rel)) for path, rel in found]
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    show = not args.quiet and sys.stderr.isatty()
+    with tqdm(total=len(files), disable=not show, unit="clip", file=sys.stderr) as bar:
+        def step(_: str) -> None:
+            bar.update(1)
+
+        if args.clean:
+            from genrestore.metrics import visqol_available
+
+            visqol = visqol_available() if args.visqol is None else args.visqol
+            degradations = [d.strip() for d in args.degrade.split(",") if d.strip()]
+            rows, errors = bench.quality_benchmark(
+                files, degradations=degradations, presets=presets, seconds=args.seconds or 10.0,
+                visqol=visqol, jobs=args.jobs, progress=step)
+            table = bench.format_quality(rows)
+            if out is not None:
+                bench.write_quality_csv(rows, out / "quality.csv")
+        else:
+            real_rows, errors = bench.real_benchmark(files, presets=presets, progress=step)
+            table = bench.format_real(real_rows)
+            if out is not None:
+                bench.write_real_csv(real_rows, out / "real.csv")
+    for message in errors:
+        _error(message)
+    if out is not None:
+        (out / ("quality.md" if args.clean else "real.md")).write_text(table + "\n", "utf-8")
+    print(table)
+    return EXIT_FAILED if errors else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,12 +267,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks quoted in the README")
-    bench = p.add_subparsers(dest="bench", required=True)
-    s = bench.add_parser("speed", help="real-time factor of a preset on a 30 s clip, one core")
-    s.add_argument("--seconds", type=float, default=30.0)
-    s.add_argument("--preset", default=DEFAULT_PRESET)
-    s.add_argument("--repeats", type=int, default=5)
-    s.set_defaults(func=cmd_bench)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--speed", action="store_true",
+                      help="real-time factor of a preset on a synthetic clip, one core")
+    mode.add_argument("--clean", metavar="DIR",
+                      help="clean music: degrade, restore, compare with the original")
+    mode.add_argument("--real", metavar="DIR",
+                      help="generator outputs: no-reference figures before and after")
+    p.add_argument("--degrade", default="musicgen_like,bandlimited,noisy,clipped,mp3_stereo",
+                   help="degradation chains for --clean, comma-separated")
+    p.add_argument("--preset", help="presets, comma-separated (default: none,default; "
+                   "--speed: default)")
+    p.add_argument("--seconds", type=float, help="excerpt length (default 10; --speed: 30)")
+    p.add_argument("--clips", type=int, help="use N files spread over the sorted list")
+    p.add_argument("--out", help="folder for the CSV and Markdown results")
+    p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=None,
+                   help="ViSQOL MOS-LQO (default: when visqol-python is installed)")
+    p.add_argument("--jobs", type=int, default=1, help="clips measured in parallel (--clean)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs (--speed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

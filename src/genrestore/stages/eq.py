@@ -28,15 +28,17 @@ def shape_spectrum(
 ) -> np.ndarray:
     """Filter ``(channels, samples)`` audio with pedalboard's biquads.
 
-    ``highpass_hz`` (0 = off) is a 4th-order Butterworth high-pass (scipy; pedalboard's
-    high-pass is first order, too gentle against rumble), which also removes DC.
+    ``highpass_hz`` (0 = off) is a zero-phase high-pass with a 4th-order Butterworth
+    magnitude (a 2nd-order design run forwards and backwards with scipy; pedalboard's
+    high-pass is first order, too gentle against rumble).  It removes DC and rumble without
+    the phase shift a minimum-phase filter puts on the bass.
     ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of ``+tilt_db/2``
     around 1 kHz (positive brightens).
     """
     x = np.asarray(audio, dtype=np.float32)
     if highpass_hz > 0:
-        sos = signal.butter(4, highpass_hz, "highpass", fs=sample_rate, output="sos")
-        x = signal.sosfilt(sos, x, axis=-1).astype(np.float32)
+        sos = signal.butter(2, highpass_hz, "highpass", fs=sample_rate, output="sos")
+        x = signal.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
     plugins: list[pedalboard.Plugin] = []
     if low_shelf_db:
         plugins.append(pedalboard.LowShelfFilter(cutoff_frequency_hz=low_shelf_hz,

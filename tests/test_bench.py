@@ -1,0 +1,80 @@
+"""The quality benchmark on a tiny self-generated corpus; the CI guard that `default` keeps
+beating `none`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genrestore import bench
+from genrestore.cli import main
+from genrestore.io import write_audio
+from genrestore.synth import render_song
+
+DEGRADATIONS = ("musicgen_like", "bandlimited", "noisy", "clipped", "mp3_stereo")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    for seed in (11, 12, 13):
+        write_audio(folder / f"song{seed}.flac", render_song(44100, 7.0, seed=seed), 44100,
+                    bits="24")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rows(corpus: Path) -> list[bench.QualityRow]:
+    pytest.importorskip("av")
+    files = [(p, p.name) for p in sorted(corpus.iterdir())]
+    found, errors = bench.quality_benchmark(files, degradations=DEGRADATIONS,
+                                            presets=("none", "default"), seconds=6.0)
+    assert errors == []
+    return found
+
+
+@pytest.mark.slow
+def test_default_beats_none_on_lsd_for_every_degradation(rows: list[bench.QualityRow]) -> None:
+    means = bench.quality_means(rows)
+    for degradation in DEGRADATIONS:
+        none, default = means[(degradation, "none")], means[(degradation, "default")]
+        assert default["lsd"] < none["lsd"], degradation
+        assert default["lsd_high"] < none["lsd_high"] - 0.5, degradation
+
+
+@pytest.mark.slow
+def test_default_never_worse_than_none_on_any_clip(rows: list[bench.QualityRow]) -> None:
+    assert bench.worse_than_none(rows, metric="lsd", margin=0.0) == []
+
+
+def test_worse_than_none_lists_the_clip() -> None:
+    def row(preset: str, mos: float) -> bench.QualityRow:
+        return bench.QualityRow("a.wav", "noisy", preset, {"visqol_moslqo": mos, "lsd": 1.0},
+                                10.0, "")
+    worse = bench.worse_than_none([row("none", 3.0), row("default", 2.9), row("gentle", 2.97)])
+    assert [(r.preset, round(d, 2)) for r, d in worse] == [("default", -0.1)]
+    assert "a.wav / noisy / default: -0.100" in bench.format_quality(
+        [row("none", 3.0), row("default", 2.9)])
+
+
+def test_excerpt_is_deterministic_and_clipped_to_length() -> None:
+    x = np.arange(100.0)[np.newaxis]
+    np.testing.assert_array_equal(bench.excerpt(x, 10, 3.0), x[:, 33:63])
+    assert bench.excerpt(x, 10, 30.0).shape[-1] == 100
+
+
+@pytest.mark.slow
+def test_cli_bench_clean_and_real_write_results(corpus: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results"
+    assert main(["bench", "--clean", str(corpus), "--degrade", "bandlimited", "--clips", "2",
+                 "--seconds", "3", "--no-visqol", "--out", str(out)]) == 0
+    lines = (out / "quality.csv").read_text().splitlines()
+    assert lines[0].startswith("clip,degradation,preset,lsd,")
+    assert len(lines) == 1 + 2 * 2  # two clips x one degradation x two presets
+    assert "| bandlimited | default | 2 |" in capsys.readouterr().out
+    assert main(["bench", "--real", str(corpus), "--clips", "1", "--out", str(out)]) == 0
+    assert "| default | 1 |" in (out / "real.md").read_text()
+    assert main(["bench", "--clean", str(corpus), "--degrade", "vinyl"]) == 2
