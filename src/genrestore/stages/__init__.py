@@ -3,6 +3,7 @@
 =========  ==============================================  ==============================
 name       stage class                                      function
 =========  ==============================================  ==============================
+declip     :class:`~genrestore.stages.declip.Declip`        :func:`declip`
 denoise    :class:`~genrestore.stages.denoise.Denoise`      :func:`denoise`
 resample   :class:`~genrestore.stages.resample.Resample`    :func:`resample`
 bwe        :class:`~.bwe.BandwidthExtension`                :func:`extend_bandwidth`
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from genrestore.stages.base import Context, SpectralStage, Stage, StageReport
 from genrestore.stages.bwe import BandwidthExtension, extend_bandwidth
+from genrestore.stages.declip import Declip, declip
 from genrestore.stages.denoise import Denoise, denoise
 from genrestore.stages.dither import dither
 from genrestore.stages.dynamics import Dynamics, compress
@@ -27,13 +29,15 @@ from genrestore.stages.resample import Resample, resample
 
 #: Stage classes by the name a preset uses.
 STAGES: dict[str, type] = {
-    cls.name: cls for cls in (Denoise, Resample, BandwidthExtension, Dynamics, Equalizer, Loudness)
+    cls.name: cls
+    for cls in (Declip, Denoise, Resample, BandwidthExtension, Dynamics, Equalizer, Loudness)
 }
 
 __all__ = [
     "STAGES",
     "BandwidthExtension",
     "Context",
+    "Declip",
     "Denoise",
     "Dynamics",
     "Equalizer",
@@ -43,6 +47,7 @@ __all__ = [
     "Stage",
     "StageReport",
     "compress",
+    "declip",
     "denoise",
     "dither",
     "extend_bandwidth",

@@ -1,0 +1,175 @@
+"""Declipping: rebuild the peaks that clipping flattened.
+
+Each clipped run (see :func:`genrestore.analysis.clipped_runs`) is re-estimated by
+least-squares autoregressive interpolation (Janssen, Veldhuis and Vries 1986): an AR model is
+fitted to the unclipped samples around the run, and the missing samples are those that
+minimise the model's prediction error over the window.  The result is made *consistent* with
+the clipping: a rebuilt sample can only be further from zero than the clip level, on the
+same side.  Rebuilt peaks rise above the old clip level (and above full scale); the
+pipeline's limiter and loudness stage bring them back under the ceiling.
+
+Float overs (samples above full scale that were never clipped) are left alone here: they
+are ordinary float samples that later gain and the limiter bring down, never a clipper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy import linalg
+
+from genrestore.errors import ParameterError
+from genrestore.stages.base import Context, StageReport, skipped
+
+
+def _runs(mask: np.ndarray, min_run: int) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if e - s >= min_run]
+
+
+def _prediction_error_filter(window: np.ndarray, known: np.ndarray, order: int
+                             ) -> np.ndarray | None:
+    """``pef`` with ``e[i] = sum_k pef[k] * x[i + k]`` (``pef[-1] = 1``): an AR model fitted
+    by least squares (covariance method) on the stretches where every sample is known."""
+    frames = np.lib.stride_tricks.sliding_window_view(window, order + 1)
+    usable = np.lib.stride_tricks.sliding_window_view(known, order + 1).all(axis=1)
+    data = frames[usable]
+    if data.shape[0] < 2 * order:
+        return None
+    past, present = data[:, :-1], data[:, -1]
+    gram = past.T @ past
+    gram[np.diag_indices(order)] += 1e-9 * max(float(np.trace(gram)) / order, 1e-30)
+    try:
+        coefficients = linalg.solve(gram, -(past.T @ present), assume_a="pos")
+    except linalg.LinAlgError:
+        return None
+    return np.append(coefficients, 1.0)
+
+
+def _interpolate(window: np.ndarray, unknown: np.ndarray, pef: np.ndarray) -> np.ndarray:
+    """Least-squares AR interpolation (Janssen et al. 1986) of ``window[unknown]``: the
+    values that minimise the prediction error over the window, the other samples fixed.
+    With ``B = A^T A`` (``A`` the prediction-error matrix), ``B[i, j]`` is the filter's
+    autocorrelation at ``|i - j|`` away from the window's edges."""
+    order = pef.size - 1
+    zeroed = window.copy()
+    zeroed[unknown] = 0.0
+    residual = np.correlate(zeroed, pef, "valid")  # e with the gaps at zero
+    gradient = np.convolve(residual, pef)[unknown]
+    autocorrelation = np.correlate(pef, pef, "full")[order:]
+    lags = np.abs(unknown[:, None] - unknown[None, :])
+    gram = np.where(lags <= order, autocorrelation[np.minimum(lags, order)], 0.0)
+    return -linalg.solve(gram, gradient, assume_a="pos")
+
+
+def _declip_block(window: np.ndarray, clipped: np.ndarray, unknown: np.ndarray,
+                  order: int) -> np.ndarray | None:
+    """Rebuild ``window[unknown]`` consistently: samples whose estimate falls inside the
+    clip level are pinned to it and the rest solved again (twice at most)."""
+    pef = _prediction_error_filter(window, ~clipped, order)
+    if pef is None:
+        return None
+    level = window[unknown]
+    sign = np.sign(level)
+    free = np.ones(unknown.size, bool)
+    estimate = level.copy()
+    for _ in range(3):
+        trial = window.copy()
+        trial[unknown[~free]] = level[~free]
+        estimate[free] = _interpolate(trial, unknown[free], pef)
+        estimate[~free] = level[~free]
+        inconsistent = free & (sign * estimate < np.abs(level))
+        if not inconsistent.any():
+            break
+        free &= ~inconsistent
+        if not free.any():
+            break
+    return sign * np.maximum(sign * estimate, np.abs(level))
+
+
+def declip(
+    audio: np.ndarray,
+    *,
+    order: int = 32,
+    min_run: int = 3,
+    tolerance: float = 1e-4,
+    max_run: int = 256,
+    max_gain_db: float = 12.0,
+    block: int = 2048,
+) -> tuple[np.ndarray, int]:
+    """Rebuild clipped runs of ``(channels, samples)`` audio; returns ``(audio, runs fixed)``.
+
+    A run is ``min_run`` or more consecutive samples within ``tolerance`` of the clip's
+    sample peak.  The clip is processed in half-overlapping blocks of ``block`` samples:
+    an AR model of ``order`` is fitted to the block's unclipped stretches, and every run
+    whose middle lies in the block's central half is interpolated jointly.  Runs longer than
+    ``max_run``, too near the ends of the clip, or whose estimate rises more than
+    ``max_gain_db`` above the clip level (the model does not fit there) keep their flat tops.
+    """
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float64)).copy()
+    peak = float(np.max(np.abs(x), initial=0.0))
+    if peak == 0.0:
+        return x.astype(np.float32), 0
+    limit = peak * 10.0 ** (max_gain_db / 20.0)
+    hop = block // 2
+    fixed = 0
+    for channel in x:
+        clipped = np.abs(channel) >= peak * (1.0 - tolerance)
+        runs = [(s, e) for s, e in _runs(clipped, min_run)
+                if e - s <= max_run and s >= order and channel.size - e >= order]
+        if not runs:
+            continue
+        middles = np.array([(s + e) // 2 for s, e in runs])
+        for centre in range(0, channel.size, hop):
+            chosen = [runs[i] for i in np.flatnonzero(
+                (middles >= centre) & (middles < centre + hop))]
+            if not chosen:
+                continue
+            lo = max(0, min(chosen[0][0], centre) - hop // 2 - order)
+            hi = min(channel.size, max(chosen[-1][1], centre + hop) + hop // 2 + order)
+            unknown = np.concatenate([np.arange(s, e) for s, e in chosen]) - lo
+            window = channel[lo:hi]
+            try:
+                rebuilt = _declip_block(window, clipped[lo:hi], unknown, order)
+            except linalg.LinAlgError:
+                continue
+            if rebuilt is None or not np.all(np.isfinite(rebuilt)):
+                continue
+            if np.max(np.abs(rebuilt)) > limit:
+                continue
+            window[unknown] = rebuilt
+            fixed += len(chosen)
+    return x.astype(np.float32), fixed
+
+
+@dataclass(frozen=True)
+class Declip:
+    """Stage form of :func:`declip`; acts only when the analysis found clipped runs."""
+
+    name: ClassVar[str] = "declip"
+    order: int = 32
+    min_run: int = 3
+    max_run: int = 256
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.order <= 64:
+            raise ParameterError("declip.order must be between 4 and 64")
+        if not 2 <= self.min_run <= self.max_run <= 4096:
+            raise ParameterError("declip needs 2 <= min_run <= max_run <= 4096")
+
+    def apply(
+        self, audio: np.ndarray, sample_rate: int, context: Context
+    ) -> tuple[np.ndarray, int, StageReport]:
+        if context.analysis.clipped_runs == 0:
+            return audio, sample_rate, skipped(self.name, "no clipped runs")
+        out, fixed = declip(audio, order=self.order, min_run=self.min_run, max_run=self.max_run)
+        if fixed == 0:
+            return audio, sample_rate, skipped(self.name, "clipped runs too long to rebuild")
+        gain = float(np.max(np.abs(out)) / max(float(np.max(np.abs(audio))), 1e-30))
+        return out, sample_rate, StageReport(
+            self.name, True, f"declip {fixed} runs",
+            {"runs_fixed": fixed, "runs_found": context.analysis.clipped_runs,
+             "peak_gain_db": 20.0 * np.log10(gain)})
