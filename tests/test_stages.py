@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import signal
 
 from conftest import band_power_db, chord, sine, snr_db, song, white
-from genrestore.analysis import analyze, integrated_lufs, true_peak_dbtp
+from genrestore.analysis import analyze, integrated_lufs, interchannel_correlation, true_peak_dbtp
 from genrestore.errors import ParameterError
 from genrestore.stages import (
     BandwidthExtension,
@@ -13,6 +15,7 @@ from genrestore.stages import (
     Declip,
     Denoise,
     Dynamics,
+    Stereo,
     compress,
     declip,
     denoise,
@@ -21,6 +24,7 @@ from genrestore.stages import (
     normalize_loudness,
     resample,
     shape_spectrum,
+    widen,
 )
 
 
@@ -266,3 +270,34 @@ def test_declip_stage_acts_only_on_clipped_input() -> None:
     assert report.acted
     assert report.details["runs_fixed"] > 50
     assert np.max(np.abs(out)) > np.max(np.abs(clipped))
+
+
+# --- stereo -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("correlation", [0.6, 0.75, 0.9])
+def test_widen_is_mono_compatible_with_the_asked_correlation(correlation: float) -> None:
+    x = song(44100, 6.0).mean(axis=0, keepdims=True)
+    out = widen(x, 44100, correlation=correlation)
+    assert out.shape == (2, x.shape[-1])
+    assert interchannel_correlation(out) == pytest.approx(correlation, abs=0.01)
+    mid, side = out.mean(axis=0, keepdims=True), (out[:1] - out[1:]) / 2
+    edges = 50.0 * 2.0 ** np.arange(0, 8.6, 1 / 3)  # third octaves, 50 Hz to 20 kHz
+    for lo, hi in itertools.pairwise(edges):
+        assert band_power_db(mid, 44100, lo, hi) == pytest.approx(
+            band_power_db(x, 44100, lo, hi), abs=1.0)
+    # Bass stays centred: the side is far below the mid under 100 Hz.
+    assert band_power_db(side, 44100, 30, 100) < band_power_db(mid, 44100, 30, 100) - 25
+
+
+def test_stereo_stage_only_for_mono_input_and_when_enabled() -> None:
+    stereo_in = song(44100, 3.0)
+    mono_in = stereo_in[:1]
+    dual_mono = np.concatenate([mono_in, mono_in])
+    enabled = Stereo(enabled=True, correlation=0.7)
+    for x, acts in [(stereo_in, False), (mono_in, True), (dual_mono, True)]:
+        out, _, report = enabled.apply(x, 44100, Context(analyze(x, 44100), 44100))
+        assert report.acted is acts
+        assert out.shape[0] == 2 if acts else out is x
+    _, _, report = Stereo().apply(mono_in, 44100, Context(analyze(mono_in, 44100), 44100))
+    assert not report.acted

@@ -10,6 +10,7 @@ bwe        :class:`~.bwe.BandwidthExtension`                :func:`extend_bandwi
 dynamics   :class:`~.dynamics.Dynamics`                     :func:`compress`
 eq         :class:`~.eq.Equalizer`                          :func:`shape_spectrum`
 loudness   :class:`~.loudness.Loudness`                     :func:`normalize_loudness`
+stereo     :class:`~.stereo.Stereo`                         :func:`widen`
 =========  ==============================================  ==============================
 
 Dither (:func:`~genrestore.stages.dither.dither`) is applied when writing integer PCM.
@@ -26,11 +27,13 @@ from genrestore.stages.dynamics import Dynamics, compress
 from genrestore.stages.eq import Equalizer, shape_spectrum
 from genrestore.stages.loudness import Loudness, limit_true_peak, normalize_loudness
 from genrestore.stages.resample import Resample, resample
+from genrestore.stages.stereo import Stereo, widen
 
 #: Stage classes by the name a preset uses.
 STAGES: dict[str, type] = {
     cls.name: cls
-    for cls in (Declip, Denoise, Resample, BandwidthExtension, Dynamics, Equalizer, Loudness)
+    for cls in (Declip, Denoise, Resample, BandwidthExtension, Stereo, Dynamics, Equalizer,
+                Loudness)
 }
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "SpectralStage",
     "Stage",
     "StageReport",
+    "Stereo",
     "compress",
     "declip",
     "denoise",
@@ -55,4 +59,5 @@ __all__ = [
     "normalize_loudness",
     "resample",
     "shape_spectrum",
+    "widen",
 ]
