@@ -3,7 +3,7 @@
 #
 #   corpus/wesnoth/*.ogg   41 orchestral tracks, 44.1 kHz stereo, from Debian's
 #                          wesnoth-1.16-music package (GPL-2+), linked, not copied
-#   corpus/midi/*.flac     pieces from music21's bundled corpus of scores (public-domain
+#   corpus/midi/*.wav      pieces from music21's bundled corpus of scores (public-domain
 #                          compositions), rendered by fluidsynth with the FluidR3 GM SoundFont
 #
 # Needs root for apt-get (or the packages already installed).  Nothing here is committed:
@@ -53,6 +53,8 @@ for name, (path, inst) in pieces.items():
 PY
 for mid in "$TOOLS"/*.mid; do
     name=$(basename "$mid" .mid)
-    fluidsynth -ni -q -g 0.6 -r 44100 -F "$OUT/midi/$name.wav" "$SF2" "$mid" >/dev/null
+    # A few scores hang fluidsynth at the end of the file: cap each render.
+    timeout 120 fluidsynth -ni -q -g 0.6 -r 44100 -F "$OUT/midi/$name.wav" "$SF2" "$mid" >/dev/null \
+        || { echo "skipped $name (render failed or hung)"; rm -f "$OUT/midi/$name.wav"; }
 done
 echo "corpus ready: $(find -L "$OUT" -type f | wc -l) files in $OUT/"

@@ -194,9 +194,12 @@ def estimate_cutoff_hz(
 
 
 _EMPTY_BIN = 1e-6
+#: Flatness above which a band counts as noise (white noise reads about 0.56).
+NOISE_LIKE_FLATNESS = 0.4
 
 
-def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0) -> float:
+def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0,
+                     max_hz: float | None = None) -> float:
     """RMS level (dBFS) of the stationary noise, as white-noise equivalent.
 
     Minimum statistics over the STFT give each bin's stationary floor; music keeps most bins
@@ -204,13 +207,15 @@ def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float =
     ``percentile``-th quietest bin between 200 Hz and 95 % of Nyquist (leaving out empty
     bins, 60 dB under the median floor) is taken as the noise density, and the level is
     that of white noise with this density over the whole band.
-    A clip with no hiss reads very low (down to the codec or dither floor).
+    A clip with no hiss reads very low (down to the codec or dither floor).  ``max_hz``
+    limits the bins looked at (to compare two versions of a clip over the same band).
     """
     spec = stft(audio, sample_rate)
     power = np.abs(spec.data) ** 2
     floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2).mean(axis=0)  # (bins,)
     freqs = spec.freqs_hz
-    band = (freqs >= 200.0) & (freqs <= 0.95 * sample_rate / 2.0)
+    top = 0.95 * sample_rate / 2.0 if max_hz is None else min(max_hz, 0.95 * sample_rate / 2.0)
+    band = (freqs >= 200.0) & (freqs <= top)
     # Bins 60 dB under the median floor are empty (a resampler's stop band), not hiss.
     occupied = band & (floor >= np.median(floor[band]) * _EMPTY_BIN)
     if not occupied.any():
@@ -220,6 +225,24 @@ def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float =
     # Parseval for a windowed frame: mean square = 2 * sum over one-sided bins / (N * sum w^2).
     mean_square = density * spec.n_fft / (spec.n_fft * np.sum(window**2))
     return float(_db(mean_square))
+
+
+def top_band_flatness(audio: np.ndarray, sample_rate: int, cutoff_hz: float) -> float:
+    """Spectral flatness (geometric over arithmetic mean of power, 0..1) of the top band of
+    content, from 0.75 x ``cutoff_hz`` to the cutoff; median over the frames that carry
+    energy there.  Noise reads about 0.56 (the periodogram of noise is exponential), tones
+    and harmonics far less; a high value in a generator's top band means codec noise."""
+    if cutoff_hz <= 0:
+        return 0.0
+    spec = stft(audio, sample_rate)
+    band = slice(spec.bin_of(0.75 * cutoff_hz), spec.bin_of(cutoff_hz) + 1)
+    power = (np.abs(spec.data[..., band]) ** 2).mean(axis=0).astype(np.float64) + 1e-30
+    if power.shape[-1] < 4:
+        return 0.0
+    energy = power.mean(axis=-1)
+    busy = energy > energy.max() * 1e-4
+    flatness = np.exp(np.log(power[busy]).mean(axis=-1)) / energy[busy]
+    return float(np.median(flatness)) if flatness.size else 0.0
 
 
 def dc_offset(audio: np.ndarray) -> float:
@@ -281,10 +304,12 @@ def stereo_width_db(audio: np.ndarray) -> float:
     return float(_db(side_energy / max(float(np.sum(mid * mid)), 1e-30)))
 
 
-def is_mono(audio: np.ndarray, *, side_db: float = -60.0) -> bool:
+def is_mono(audio: np.ndarray, *, side_db: float = -40.0) -> bool:
     """True for one channel, or two whose difference is ``side_db`` or more below their sum
-    (mono saved as stereo)."""
-    return bool(np.atleast_2d(audio).shape[0] == 1 or stereo_width_db(audio) <= side_db)
+    or whose correlation is 0.999 or more (mono saved as stereo, also through a joint-stereo
+    codec)."""
+    return bool(np.atleast_2d(audio).shape[0] == 1 or stereo_width_db(audio) <= side_db
+                or interchannel_correlation(audio) >= 0.999)
 
 
 def effective_bandwidth_hz(audio: np.ndarray, sample_rate: int, *, range_db: float = 60.0) -> float:
@@ -305,6 +330,8 @@ class Analysis:
     channels: int
     duration_s: float
     cutoff_hz: float
+    top_band_flatness: float  # 0..1, about 0.56 for noise
+    top_band_noise_like: bool  # the top band of content is codec-like noise
     noise_floor_dbfs: float
     snr_db: float  # RMS level of the clip over its noise floor
     integrated_lufs: float
@@ -340,11 +367,15 @@ def analyze(audio: np.ndarray, sample_rate: int) -> Analysis:
     floor = noise_floor_dbfs(x, sample_rate)
     level = rms_dbfs(x)
     runs, clipped = clipped_runs(x)
+    cutoff = estimate_cutoff_hz(x, sample_rate)
+    flatness = top_band_flatness(x, sample_rate, cutoff)
     return Analysis(
         sample_rate=int(sample_rate),
         channels=int(x.shape[0]),
         duration_s=x.shape[-1] / sample_rate,
-        cutoff_hz=estimate_cutoff_hz(x, sample_rate),
+        cutoff_hz=cutoff,
+        top_band_flatness=flatness,
+        top_band_noise_like=flatness > NOISE_LIKE_FLATNESS,
         noise_floor_dbfs=floor,
         snr_db=level - floor if np.isfinite(level) else 0.0,
         integrated_lufs=integrated_lufs(x, sample_rate),

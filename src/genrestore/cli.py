@@ -103,6 +103,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for item in args.set or []:
         stage, param, value = parse_set_option(item)
         overrides.setdefault(stage, {})[param] = value
+    if args.stereo:
+        overrides.setdefault("stereo", {})["enabled"] = True
     load_preset(args.preset, overrides)  # usage errors surface once, before any file
     pairs = _plan(args)
     jobs = []
@@ -125,17 +127,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
             with ProcessPoolExecutor(max_workers=args.jobs) as pool:
                 outcomes = pool.map(_run_job, jobs)
                 for outcome in outcomes:
-                    done += _report(outcome, failures, args.quiet, bar)
+                    done += _report(outcome, failures, args.quiet, bar, args.explain)
         else:
             for job in jobs:
-                done += _report(_run_job(job), failures, args.quiet, bar)
+                done += _report(_run_job(job), failures, args.quiet, bar, args.explain)
     if len(pairs) > 1 or failures:
         print(f"{done} restored, {len(failures)} failed", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
 
 
 def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
-            quiet: bool, bar: tqdm) -> int:
+            quiet: bool, bar: tqdm, explain: bool = False) -> int:
     _, result, error = outcome
     bar.update(1)
     if error is not None:
@@ -145,11 +147,74 @@ def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[s
     assert result is not None
     if not quiet:
         tqdm.write(_summary(result), file=sys.stdout)
+        if explain:
+            for r in result.reports:
+                tqdm.write(f"    {r.stage:9s} {'acted' if r.acted else 'idle '}  {r.summary}",
+                           file=sys.stdout)
     return 1
 
 
 def _error(message: str) -> None:
     tqdm.write(f"genrestore: error: {message}", file=sys.stderr)
+
+
+def _analysis_record(path: Path) -> dict[str, Any]:
+    from genrestore.analysis import analyze
+    from genrestore.io import probe, read_audio
+
+    info = probe(path)
+    audio, rate = read_audio(path)
+    fields = analyze(audio, rate).to_dict()
+    fields["sample_rate_hz"] = fields.pop("sample_rate")
+    return {"file": str(path), "format": info.format, "subtype": info.subtype, **fields}
+
+
+def _analysis_text(r: dict[str, Any]) -> str:
+    nyquist = r["sample_rate_hz"] / 2
+    cutoff = ("full band" if r["cutoff_hz"] >= 0.95 * nyquist else f"{r['cutoff_hz'] / 1000:.1f} kHz")
+    top = "noise-like (codec)" if r["top_band_noise_like"] else "tonal"
+    stereo = "mono" if r["channels"] == 1 else (
+        "mono in disguise (two identical channels)" if r["is_mono"] else
+        f"stereo, correlation {r['interchannel_correlation']:.2f}")
+    rows = [
+        ("format", f"{r['format']} {r['subtype']}, {r['sample_rate_hz']} Hz, {r['channels']} ch, "
+                   f"{r['duration_s']:.1f} s"),
+        ("bandwidth", f"{cutoff}, top band {top} (flatness {r['top_band_flatness']:.2f})"),
+        ("noise", f"floor {r['noise_floor_dbfs']:.1f} dBFS, SNR {r['snr_db']:.1f} dB"),
+        ("peaks", f"sample {r['sample_peak_dbfs']:+.2f} dBFS, true {r['true_peak_dbtp']:+.2f} dBTP, "
+                  f"{r['overs']} overs, {r['clipped_runs']} clipped runs "
+                  f"({r['clipped_samples']} samples)"),
+        ("loudness", f"{r['integrated_lufs']:.1f} LUFS, range {r['loudness_range_lu']:.1f} LU, "
+                     f"crest {r['crest_factor_db']:.1f} dB, DC {r['dc_offset']:+.5f}"),
+        ("stereo", stereo),
+    ]
+    return "\n".join([r["file"]] + [f"  {k:10s} {v}" for k, v in rows])
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import json
+
+    found = find_audio_files(args.inputs)
+    if not found:
+        raise ParameterError("no audio files found in " + ", ".join(args.inputs))
+    records, failures = [], 0
+    for path, _ in found:
+        try:
+            record = _analysis_record(path)
+        except FILE_ERRORS as exc:
+            failures += 1
+            message = str(exc) if isinstance(exc, GenrestoreError) else f"{path}: {exc}"
+            _error(message.splitlines()[0])
+            continue
+        records.append(record)
+        if not args.json:
+            print(_analysis_text(record))
+
+    if args.json:
+        def finite(value: Any) -> Any:
+            return None if isinstance(value, float) and not np.isfinite(value) else value
+        print(json.dumps([{k: finite(v) for k, v in r.items()} for r in records], indent=2))
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -254,8 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="wav", choices=OUTPUT_FORMATS)
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--stereo", action="store_true",
+                   help="make mono input stereo (the preset's stereo stage)")
+    p.add_argument("--explain", action="store_true",
+                   help="print every stage's decision and why, under each file")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("analyze", help="measure files: bandwidth, noise, peaks, loudness, stereo")
+    p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
+    p.add_argument("--json", action="store_true", help="JSON (field names carry their units)")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("presets", help="list the shipped presets")
     p.set_defaults(func=cmd_presets)

@@ -57,6 +57,7 @@ class Preset:
     description: str
     stages: tuple[Stage, ...]
     dither: DitherSettings = DitherSettings()
+    guard: bool = False  # check the result and back off a stage that made it worse
 
 
 def preset_names() -> list[str]:
@@ -135,7 +136,7 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ParameterError(f"preset {source}: invalid TOML ({exc})") from exc
-    unknown = set(data) - {"description", "stages", "dither"}
+    unknown = set(data) - {"description", "stages", "dither", "guard"}
     if unknown:
         raise ParameterError(f"preset {source}: unknown key {sorted(unknown)[0]!r}")
     overrides = {k: dict(v) for k, v in (overrides or {}).items()}
@@ -165,7 +166,14 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
         description=str(data.get("description", "")),
         stages=tuple(stages),
         dither=_build(f"preset {source}, dither", DitherSettings, dither_params),
+        guard=_guard_flag(source, data.get("guard", False)),
     )
+
+
+def _guard_flag(source: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ParameterError(f"preset {source}: guard must be true or false")
+    return value
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,50 @@ def run_pipeline(
         lap(stages[i].name)
         reports.append(report)
         i += 1
+    if preset.guard:
+        return _guarded(x, rate, audio, sample_rate, preset, info, reports, timings,
+                        output_rate_hz, lap)
+    for report in reports:
+        log.debug("%s: %s", report.stage, report.summary)
+    return RestoreResult(x, rate, info, tuple(reports), tuple(timings))
+
+
+_GUARD_ROUNDS = 2
+
+
+def _guarded(x: np.ndarray, rate: int, audio: np.ndarray, sample_rate: int, preset: Preset,
+             info: Analysis, reports: list[StageReport], timings: list[tuple[str, float]],
+             output_rate_hz: int, lap: Any) -> RestoreResult:
+    """Check the result with :func:`genrestore.guard.check`; drop each blamed stage and run
+    again (``_GUARD_ROUNDS`` times at most).  A ``guard`` report says what happened."""
+    from genrestore import guard
+
+    ceiling = next((getattr(s, "ceiling_dbtp", None) for s in preset.stages
+                    if s.name == "loudness"), None)
+    dropped: list[str] = []
+    problems: list[str] = []
+    current = preset
+    for _ in range(_GUARD_ROUNDS + 1):
+        findings = guard.check(audio, sample_rate, info, x, rate, tuple(reports),
+                               ceiling_dbtp=ceiling)
+        lap("guard")
+        blamed = [f for f in findings if f.stage and f.stage not in dropped]
+        if not blamed or len(dropped) >= _GUARD_ROUNDS:
+            problems += [f.problem for f in findings if not f.stage or f.stage in dropped]
+            break
+        dropped.append(blamed[0].stage)
+        problems.append(f"{blamed[0].problem}: backed off {blamed[0].stage}")
+        current = dataclasses.replace(current, guard=False, stages=tuple(
+            s for s in current.stages if s.name != blamed[0].stage))
+        rerun = run_pipeline(audio, sample_rate, current, output_rate_hz=output_rate_hz,
+                             analysis=info)
+        x, rate, reports = rerun.audio, rerun.sample_rate, list(rerun.reports)
+        timings += [(f"guard rerun: {k}", v) for k, v in rerun.timings_s if k != "analysis"]
+    if problems:
+        reports.append(StageReport("guard", bool(dropped), "guard: " + "; ".join(problems),
+                                   {"backed_off": dropped, "problems": problems}))
+    else:
+        reports.append(StageReport("guard", False, "guard: nothing got worse"))
     for report in reports:
         log.debug("%s: %s", report.stage, report.summary)
     return RestoreResult(x, rate, info, tuple(reports), tuple(timings))

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from genrestore.errors import ParameterError
 from genrestore.spectral import Spectrogram, istft, noise_psd, stft
-from genrestore.stages.base import Context, SpectralStage, StageReport
+from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
 
 
 def denoise_gain(
@@ -74,6 +74,9 @@ class Denoise(SpectralStage):
     strength: float = 1.0
     max_attenuation_db: float = 10.0
     window_s: float = 2.0
+    #: When true, skip clips whose noise floor is already ``min_snr_db`` below their level.
+    adaptive: bool = False
+    min_snr_db: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -86,6 +89,10 @@ class Denoise(SpectralStage):
     def apply_spectrum(self, spec: Spectrogram, context: Context) -> tuple[Spectrogram, StageReport]:
         if self.strength == 0.0 or self.max_attenuation_db == 0.0:
             return spec, StageReport(self.name, False, "denoise off")
+        snr = context.analysis.snr_db
+        if self.adaptive and snr >= self.min_snr_db:
+            return spec, skipped(self.name, f"noise floor {snr:.0f} dB under the music",
+                                 snr_db=round(snr, 1))
         gain, attenuation_db = denoise_gain(
             spec, strength=self.strength, max_attenuation_db=self.max_attenuation_db,
             window_s=self.window_s,

@@ -51,6 +51,9 @@ class Dynamics:
     level_percentile: float = 90.0
     attack_ms: float = 30.0
     release_ms: float = 250.0
+    #: When true, compress only clips whose loudness range exceeds ``min_range_lu``.
+    adaptive: bool = False
+    min_range_lu: float = 8.0
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.ratio <= 20.0:
@@ -67,6 +70,11 @@ class Dynamics:
     ) -> tuple[np.ndarray, int, StageReport]:
         if self.ratio == 1.0:
             return audio, sample_rate, skipped(self.name, "ratio 1")
+        lra = context.analysis.loudness_range_lu
+        if self.adaptive and lra <= self.min_range_lu:
+            return audio, sample_rate, skipped(
+                self.name, f"loudness range {lra:.1f} LU is already even",
+                loudness_range_lu=round(lra, 1))
         levels = block_levels_dbfs(audio, sample_rate)
         active = levels[levels > levels.max() - 40.0]
         loud_db = float(np.percentile(active, self.level_percentile))

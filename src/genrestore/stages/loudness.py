@@ -50,12 +50,16 @@ def normalize_loudness(
     release_ms: float = 80.0,
     tolerance_lu: float = 0.2,
     input_lufs: float | None = None,
+    max_limiting_db: float | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Bring audio to ``target_lufs`` with true peaks at or below ``ceiling_dbtp``.
 
     Returns ``(audio, measured_lufs, gain_db)``.  Silence, and clips shorter than one
     400 ms gating block, are only peak-limited (``measured_lufs`` is ``-inf``).
     ``input_lufs`` saves measuring the input again when the caller already has.
+    ``max_limiting_db`` caps how far the gain may push peaks into the limiter (gain above
+    what the input's true peak allows); a quiet, peaky clip then ends below the target
+    rather than squashed.
     """
     loudness = integrated_lufs(audio, sample_rate) if input_lufs is None else input_lufs
     if not np.isfinite(loudness):
@@ -63,6 +67,10 @@ def normalize_loudness(
         return out, float("-inf"), 0.0
     start_lufs = loudness
     gain_db = target_lufs - loudness
+    cap = float("inf")
+    if max_limiting_db is not None:
+        cap = ceiling_dbtp - true_peak_dbtp(audio) + max_limiting_db
+    gain_db = min(gain_db, cap)
     out = np.asarray(audio, dtype=np.float32)
     tried: list[tuple[float, float]] = []
     best: tuple[float, np.ndarray, float, float] | None = None  # (|error|, audio, lufs, gain)
@@ -85,7 +93,9 @@ def normalize_loudness(
             (g0, l0), (g1, l1) = tried[-2], tried[-1]
             if g1 != g0:
                 slope = float(np.clip((l1 - l0) / (g1 - g0), 0.25, 1.0))
-        gain_db += error / slope
+        if gain_db >= cap and error > 0:
+            break  # the cap stops here: the target is out of reach
+        gain_db = min(gain_db + error / slope, cap)
     # A target the limiter cannot reach (too little crest factor left) ends at the closest try.
     _, limited, loudness, gain_db = best
     return limited, loudness, gain_db
@@ -99,8 +109,11 @@ class Loudness:
     target_lufs: float = -14.0
     ceiling_dbtp: float = -1.0
     release_ms: float = 80.0
+    max_limiting_db: float = 0.0  # 0: no cap on how hard the limiter works
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_limiting_db <= 30.0:
+            raise ParameterError("loudness.max_limiting_db must be between 0 and 30 (0 = no cap)")
         if not -40.0 <= self.target_lufs <= -5.0:
             raise ParameterError("loudness.target_lufs must be between -40 and -5")
         if not -12.0 <= self.ceiling_dbtp <= 0.0:
@@ -115,6 +128,7 @@ class Loudness:
         out, after, gain_db = normalize_loudness(
             audio, sample_rate, target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp,
             release_ms=self.release_ms, input_lufs=before,
+            max_limiting_db=self.max_limiting_db or None,
         )
         peak = true_peak_dbtp(out)
         if not np.isfinite(before):
@@ -122,6 +136,12 @@ class Loudness:
                              true_peak_dbtp=round(peak, 2))
             return out, sample_rate, report
         summary = f"loudness {before:.1f}->{after:.1f} LUFS, peak {peak:.1f} dBTP"
+        reached = abs(after - self.target_lufs) <= 0.5
+        if not reached:
+            summary += f" (target {self.target_lufs:g} not reached"
+            summary += f": limiting capped at {self.max_limiting_db:g} dB)" if (
+                self.max_limiting_db) else ")"
         details = {"input_lufs": round(before, 2), "output_lufs": round(after, 2),
-                   "gain_db": round(gain_db, 2), "true_peak_dbtp": round(peak, 2)}
+                   "gain_db": round(gain_db, 2), "true_peak_dbtp": round(peak, 2),
+                   "target_reached": reached}
         return out, sample_rate, StageReport(self.name, True, summary, details)
