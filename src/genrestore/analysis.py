@@ -154,7 +154,7 @@ def estimate_cutoff_hz(
     """Effective bandwidth (Hz) of a clip, from its long-term spectrum.
 
     Two kinds of band limit are recognised.  A *knee* (a codec or resampler low-pass): the
-    level 750 Hz above some frequency is at least ``knee_db`` below the level 750 Hz
+    level 1 kHz above some frequency is at least ``knee_db`` below the level 1 kHz
     under it (on the spectrum smoothed over 100 Hz); the cutoff is then where the level
     falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the
     highest frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
@@ -166,7 +166,7 @@ def estimate_cutoff_hz(
         return 0.0
     resolution = float(freqs[1] - freqs[0])
     smooth = ndimage.uniform_filter1d(level, max(1, round(100.0 / resolution)), mode="nearest")
-    step = max(2, round(750.0 / resolution))
+    step = max(2, round(1000.0 / resolution))
     idx = np.arange(step, len(freqs) - step)
     drop = smooth[idx - step] - smooth[idx + step]
     # Highest level anywhere above each point: a knee must leave only low level above it.
@@ -178,10 +178,9 @@ def estimate_cutoff_hz(
         & (freqs[idx] <= 0.97 * nyquist)
     )
     if knee.any():
-        first = int(np.argmax(knee))  # the lowest knee: content above it is residue
-        rest = knee[first:]
-        run_end = first + (rest.size if rest.all() else int(np.argmin(rest)))  # end of that run
-        k = int(idx[first + int(np.argmax(drop[first:run_end]))])
+        # The lowest knee: content above it is residue.  A steep filter keeps falling far
+        # above its corner, so the knee is where the fall starts, not where it is steepest.
+        k = int(idx[int(np.argmax(knee))])
         lo = max(0, k - 3 * step)
         passband = float(np.median(smooth[lo : k - step + 1]))
         kept = np.flatnonzero(smooth[lo : k + step] >= passband - 3.0)
