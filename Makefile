@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,22 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/genrestore demo --out demo-output
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests
+test: $(STAMP) system-deps
+	$(BIN)/ruff check src tests scripts
 	$(BIN)/python -m pytest -q
+
+# Debian chromium + chromium-driver for the report's browser test.  Installed when missing and
+# running as root; otherwise that one test is skipped and says why.
+system-deps:
+	@if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "note: chromium/chromedriver missing; the browser test will be skipped"; fi; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/genrestore bench --speed
 
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) demo-output test-artifacts build *.egg-info src/*.egg-info .pytest_cache

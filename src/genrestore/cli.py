@@ -121,19 +121,45 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for message in failures:
         _error(message)
     done = 0
+    collected: list[tuple[Job, FileResult | None, str | None]] = []
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
     with tqdm(total=len(jobs), disable=not show_bar, unit="file", file=sys.stderr) as bar:
         if args.jobs > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=args.jobs) as pool:
                 outcomes = pool.map(_run_job, jobs)
                 for outcome in outcomes:
+                    collected.append(outcome)
                     done += _report(outcome, failures, args.quiet, bar, args.explain)
         else:
             for job in jobs:
-                done += _report(_run_job(job), failures, args.quiet, bar, args.explain)
+                collected.append(_run_job(job))
+                done += _report(collected[-1], failures, args.quiet, bar, args.explain)
     if len(pairs) > 1 or failures:
         print(f"{done} restored, {len(failures)} failed", file=sys.stderr)
+    if args.report is not None:
+        _write_report(args, collected, args.jobs)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _report_path(args: argparse.Namespace) -> Path:
+    if args.report:
+        return Path(args.report)
+    if args.output is None:
+        return Path("report.html")
+    out = Path(args.output)
+    return out.parent / "report.html" if out.suffix.lower().lstrip(".") in OUTPUT_FORMATS else (
+        out / "report.html")
+
+
+def _write_report(args: argparse.Namespace,
+                  outcomes: list[tuple[Job, FileResult | None, str | None]], jobs: int) -> None:
+    from genrestore.report import ReportEntry, build_report
+
+    entries = [ReportEntry(job.source, result.destination if result else None, error,
+                           result.reports if result else ())
+               for job, result, error in outcomes]
+    path = build_report(entries, _report_path(args), jobs=jobs)
+    print(f"report: {path}", file=sys.stderr)
 
 
 def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
@@ -217,6 +243,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from genrestore.report import ReportEntry, build_report
+
+    if len(args.files) % 2:
+        raise ParameterError("report takes pairs: ORIGINAL RESTORED [ORIGINAL RESTORED ...]")
+    entries = []
+    for original, restored in zip(args.files[::2], args.files[1::2], strict=True):
+        missing = [f for f in (original, restored) if not Path(f).is_file()]
+        error = f"{missing[0]}: no such file" if missing else None
+        entries.append(ReportEntry(Path(original), None if missing else Path(restored), error))
+    path = build_report(entries, args.output, jobs=args.jobs)
+    print(f"report: {path}")
+    return EXIT_FAILED if any(e.error for e in entries) else EXIT_OK
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in preset_names():
         preset = load_preset(name)
@@ -238,9 +279,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = restore_file(source, out / "example_restored.wav", preset=args.preset,
                           overwrite=True)
     print(_summary(result))
+    try:
+        from genrestore.report import ReportEntry, build_report
+
+        report = build_report([ReportEntry(source, result.destination, None, result.reports)],
+                              out / "report.html", title="genrestore demo")
+    except ParameterError as exc:  # matplotlib (the report extra) is not installed
+        log.warning("no report: %s", exc)
+        report = None
     print(f"clean original:   {out / 'example_clean.wav'}")
     print(f"MusicGen-like:    {source}")
     print(f"restored:         {result.destination}")
+    if report is not None:
+        print(f"report:           {report}")
     return EXIT_OK
 
 
@@ -321,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--stereo", action="store_true",
                    help="make mono input stereo (the preset's stereo stage)")
+    p.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
+                   help="write an HTML before/after report (default: OUTDIR/report.html)")
     p.add_argument("--explain", action="store_true",
                    help="print every stage's decision and why, under each file")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -330,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
     p.add_argument("--json", action="store_true", help="JSON (field names carry their units)")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="HTML before/after report for existing pairs of files")
+    p.add_argument("files", nargs="+", metavar="ORIGINAL RESTORED",
+                   help="pairs of original and restored files")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    p.add_argument("--jobs", type=int, default=1, help="clips rendered in parallel")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("presets", help="list the shipped presets")
     p.set_defaults(func=cmd_presets)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,17 +194,31 @@ def write_audio(
         if clipped:
             log.warning("%s: %d samples clipped at full scale on write", dst, clipped)
         frames, subtype = np.ascontiguousarray(ints.T), f"PCM_{bits}"
+    _write_atomic(dst, lambda tmp: sf.write(str(tmp), frames, int(sample_rate),
+                                             subtype=subtype, format=fmt.upper()))
+    return dst
+
+
+def _write_atomic(dst: Path, write: Callable[[Path], object]) -> None:
+    """Let ``write`` fill a temporary file beside ``dst``, then rename it over ``dst``: a
+    reader sees the old file or the whole new one, never a part."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        sf.write(str(tmp), frames, int(sample_rate), subtype=subtype, format=fmt.upper())
+        write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, dst)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         raise AudioFileError(dst, f"cannot write ({exc})") from exc
+
+
+def write_atomic_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a UTF-8 text file (a report) atomically; returns its path."""
+    dst = Path(path)
+    _write_atomic(dst, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return dst
 
 
