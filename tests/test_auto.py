@@ -66,7 +66,8 @@ def test_auto_treats_only_what_the_clip_needs() -> None:
     assert "denoise" not in acted
     assert "declip" not in acted
     assert "dynamics" not in acted
-    noisy_clipped = np.clip(add_noise(lowpass(clean, 32000, 9000.0), level_dbfs=-65.0) * 2.5,
+    assert "bwe" not in acted  # full band at its rate: nothing was cut
+    noisy_clipped = np.clip(add_noise(lowpass(clean, 32000, 9000.0), level_dbfs=-50.0) * 2.5,
                             -1.0, 1.0)
     result = run_pipeline(noisy_clipped, 32000, auto)
     acted = {r.stage: r for r in result.reports if r.acted}

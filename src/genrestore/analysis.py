@@ -155,7 +155,9 @@ def estimate_cutoff_hz(
 
     Two kinds of band limit are recognised.  A *knee* (a codec or resampler low-pass): the
     level 1 kHz above some frequency is at least ``knee_db`` below the level 1 kHz
-    under it (on the spectrum smoothed over 100 Hz); the cutoff is then where the level
+    under it, and above the level either keeps falling (``2 * knee_db`` down 2 kHz above)
+    or lands on a flat floor (on the spectrum smoothed over 100 Hz), so a dark recording's
+    natural roll-off is not taken for a codec's low-pass; the cutoff is then where the level
     falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the
     highest frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
     clips return the Nyquist frequency, silence returns 0.
@@ -171,8 +173,14 @@ def estimate_cutoff_hz(
     drop = smooth[idx - step] - smooth[idx + step]
     # Highest level anywhere above each point: a knee must leave only low level above it.
     ceiling_above = np.maximum.accumulate(smooth[::-1])[::-1][idx + step]
+    # A codec's or resampler's low-pass then either keeps falling (2 x knee_db down 2 kHz
+    # above) or lands on a flat floor (hiss); a dark recording's roll-off does neither.
+    further = smooth[np.minimum(idx + 2 * step, len(freqs) - 1)]
+    lands = (smooth[idx - step] - further >= 2 * knee_db) | (
+        np.abs(smooth[idx + step] - further) <= 3.0)
     knee = (
         (drop >= knee_db)
+        & lands
         & (ceiling_above <= smooth[idx - step] - knee_db / 2)
         & (freqs[idx] >= min(4000.0, 0.5 * nyquist))
         & (freqs[idx] <= 0.97 * nyquist)

@@ -24,10 +24,13 @@ from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
 
 #: The source band is [SOURCE_LOW, SOURCE_HIGH] x cutoff: below the codec's transition band.
 SOURCE_LOW, SOURCE_HIGH = 0.5, 0.93
-#: Below this there is too little band to replicate from (and it is not a codec limit).
-MIN_CUTOFF_HZ = 3000.0
-#: The extrapolated slope is clamped to this range (dB per octave).
-SLOPE_RANGE_DB_PER_OCT = (-24.0, -3.0)
+#: Below this there is too little band to replicate from, and a "cutoff" this low is in
+#: practice a dark recording's roll-off rather than a generator's band limit (those sit at
+#: 7-16 kHz); replicating 3 kHz of tonal content upwards hurts such music (`genrestore bench`).
+MIN_CUTOFF_HZ = 6000.0
+#: The extrapolated slope is clamped to this range (dB per octave): a dark recording keeps
+#: its own steep slope, so the new band is as quiet as its music implies.
+SLOPE_RANGE_DB_PER_OCT = (-60.0, -3.0)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,9 @@ class BandwidthExtension(SpectralStage):
     max_freq_hz: float = 20000.0
     extra_rolloff_db_per_oct: float = -3.0
     cutoff_hz: float = 0.0  # 0 = use the detected cutoff
+    #: When true, leave a full-band input alone (its band ends where its sample rate does:
+    #: nothing was cut, and extending its top octave mostly extends hiss).
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 2.0:
@@ -140,6 +146,8 @@ class BandwidthExtension(SpectralStage):
         cutoff = self.cutoff_hz or context.analysis.cutoff_hz
         if self.strength == 0.0:
             return spec, skipped(self.name, "strength 0")
+        if self.adaptive and not self.cutoff_hz and context.analysis.is_full_band:
+            return spec, skipped(self.name, "input is full band", cutoff_hz=cutoff)
         plan = plan_extension(spec, cutoff, strength=self.strength, max_freq_hz=self.max_freq_hz,
                               extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
         if plan is None:
