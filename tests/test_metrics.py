@@ -73,3 +73,14 @@ def test_visqol_orders_damage(clean: np.ndarray) -> None:
     bad = metrics.visqol_moslqo(short, lowpass(short, RATE, 4000.0), RATE)
     assert good > 4.0
     assert bad < good - 1.0
+
+
+def test_max_hz_judges_only_the_references_band(clean: np.ndarray) -> None:
+    reference = lowpass(clean, RATE, 15000.0)
+    hiss = white(RATE, 6.0, -50.0, seed=3, channels=2)
+    above = hiss - lowpass(hiss, RATE, 17000.0)  # new content only above 17 kHz
+    extended = reference + above
+    assert metrics.full_reference(reference, extended, RATE)["lsd_high"] > 0.5
+    judged = metrics.full_reference(reference, extended, RATE, max_hz=15000.0)
+    assert judged["lsd_high"] < 0.1
+    assert judged["si_sdr_db"] > 40.0

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyloudnorm
 
-from genrestore.analysis import integrated_lufs
+from genrestore.analysis import effective_bandwidth_hz, integrated_lufs
 from genrestore.degrade import degrade, get_degradation
 from genrestore.errors import GenrestoreError
 from genrestore.io import read_audio
@@ -162,9 +162,13 @@ def quality_clip(
 ) -> list[QualityRow]:
     """Degrade ``clean`` with each named chain, restore with each preset, compare with the
     clean original.  The reference is the clean clip at 44.1 or 48 kHz (resampled to
-    44.1 kHz from any other rate); restorations are made at that rate."""
+    44.1 kHz from any other rate); restorations are made at that rate.  A reference that is
+    itself band-limited (Ogg Vorbis stops near 16 kHz) is judged only below its own
+    bandwidth (:func:`~genrestore.analysis.effective_bandwidth_hz`, the 60 dB rule): content
+    the reference does not have can be neither right nor wrong."""
     ref_rate = sample_rate if sample_rate in BENCH_RATES_HZ else 44100
     reference = clean if ref_rate == sample_rate else resample(clean, sample_rate, ref_rate)
+    band = effective_bandwidth_hz(reference, ref_rate)
     loaded = {p: load_preset(p) for p in presets}
     rows = []
     for degradation in degradations:
@@ -174,7 +178,8 @@ def quality_clip(
             result = run_pipeline(degraded, rate, preset, output_rate_hz=ref_rate)
             spent = time.perf_counter() - start
             figures = full_reference(reference, result.audio, ref_rate, split_hz=split_hz,
-                                     visqol=visqol)
+                                     visqol=visqol, max_hz=max(band, split_hz + 2000.0))
+            figures["reference_band_hz"] = band
             rows.append(QualityRow(name, degradation, preset_name, figures,
                                    degraded.shape[-1] / rate / spent, _acted(result.reports)))
     return rows
@@ -232,7 +237,8 @@ def quality_benchmark(
 
 def write_quality_csv(rows: Sequence[QualityRow], path: Path) -> None:
     """One row per clip x degradation x preset."""
-    keys = [k for k in FULL_REFERENCE_KEYS if any(k in r.metrics for r in rows)]
+    keys = [k for k in (*FULL_REFERENCE_KEYS, "reference_band_hz")
+            if any(k in r.metrics for r in rows)]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["clip", "degradation", "preset", *keys, "realtime_factor", "acted"])

@@ -200,15 +200,24 @@ def full_reference(
     split_hz: float = 8000.0,
     visqol: bool = False,
     max_lag_s: float = 0.05,
+    max_hz: float | None = None,
 ) -> dict[str, float]:
     """Every full-reference metric from one alignment: ``lsd``, ``lsd_low`` (below
     ``split_hz``), ``lsd_high`` (above), ``mrstft``, ``si_sdr_db`` and, when ``visqol``,
-    ``visqol_moslqo``."""
+    ``visqol_moslqo``.
+
+    ``max_hz`` judges only the band a band-limited reference has: both signals are
+    low-passed there (zero phase) and the LSD bands end there.
+    """
     if reference.ndim > 2 or estimate.ndim > 2:
         raise ParameterError("metrics take (channels, samples) arrays")
     ref, est = align(reference, estimate, sample_rate, max_lag_s=max_lag_s)
+    if max_hz is not None and max_hz < 0.95 * sample_rate / 2.0:
+        sos = signal.butter(8, max_hz, fs=sample_rate, output="sos")
+        ref, est = signal.sosfiltfilt(sos, ref, axis=-1), signal.sosfiltfilt(sos, est, axis=-1)
+    top = None if max_hz is None else max(max_hz, split_hz + 1000.0)
     out = _lsd_aligned(ref, est, sample_rate, {
-        "lsd": (0.0, None), "lsd_low": (0.0, split_hz), "lsd_high": (split_hz, None)})
+        "lsd": (0.0, top), "lsd_low": (0.0, split_hz), "lsd_high": (split_hz, top)})
     out["mrstft"] = _mrstft_aligned(ref, est)
     out["si_sdr_db"] = min(_si_sdr_aligned(ref, est), 300.0)
     if visqol:
