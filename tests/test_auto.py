@@ -61,12 +61,13 @@ def test_overs_clipping_and_dc_are_counted() -> None:
 
 def test_auto_treats_only_what_the_clip_needs() -> None:
     auto = load_preset("auto")
-    clean = song(32000, 6.0)  # full band at 32 kHz, no hiss, no clipping, even dynamics
-    acted = {r.stage for r in run_pipeline(clean, 32000, auto).reports if r.acted}
+    full_band = song(44100, 6.0)  # no hiss, no clipping, even dynamics, content to 22 kHz
+    acted = {r.stage for r in run_pipeline(full_band, 44100, auto).reports if r.acted}
     assert "denoise" not in acted
     assert "declip" not in acted
     assert "dynamics" not in acted
-    assert "bwe" not in acted  # full band at its rate: nothing was cut
+    assert "bwe" not in acted  # full band: nothing was cut
+    clean = song(32000, 6.0)
     noisy_clipped = np.clip(add_noise(lowpass(clean, 32000, 9000.0), level_dbfs=-50.0) * 2.5,
                             -1.0, 1.0)
     result = run_pipeline(noisy_clipped, 32000, auto)
@@ -74,6 +75,14 @@ def test_auto_treats_only_what_the_clip_needs() -> None:
     assert {"declip", "denoise", "bwe", "loudness"} <= set(acted)
     assert acted["bwe"].details["cutoff_hz"] == pytest.approx(9000.0, abs=500.0)
     assert result.reports[-1].stage == "guard"
+
+
+def test_bwe_adaptive_leaves_full_band_input_alone() -> None:
+    x = song(32000, 4.0)
+    extend = load_preset("auto")
+    keep = load_preset("auto", {"bwe": {"adaptive": True}})
+    assert "bwe" in {r.stage for r in run_pipeline(x, 32000, extend).reports if r.acted}
+    assert "bwe" not in {r.stage for r in run_pipeline(x, 32000, keep).reports if r.acted}
 
 
 def test_auto_stereo_only_when_asked_and_only_for_mono() -> None:

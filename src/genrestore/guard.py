@@ -9,7 +9,7 @@ Checks, in order of how sure the blame is:
   intended denoising).  Denoising (then the EQ)
   is blamed: music in those bands is not noise.
 * **a rise of the noise floor** (under the input's cutoff) relative to the loudness by more
-  than ``max_floor_rise_db``:
+  than ``max_floor_rise_db``, to a floor less than 60 dB under the loudness:
   compression (then bandwidth extension) is blamed.
 * **new clipping** or **true peaks above the ceiling**: reported, never expected (the
   limiter holds the ceiling), and no stage is blamed.
@@ -34,6 +34,7 @@ from genrestore.stages import StageReport
 
 MAX_BAND_LOSS_DB = 6.0
 MAX_FLOOR_RISE_DB = 6.0
+INAUDIBLE_FLOOR_DB = 60.0
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,10 @@ def check(
     if np.isfinite(lufs_in) and np.isfinite(lufs_out):
         # Over the input's own band: bandwidth extension fills empty bins on purpose.
         band = analysis.cutoff_hz
-        rise = (noise_floor_dbfs(after, after_rate, max_hz=band) - lufs_out) - (
-            noise_floor_dbfs(before, before_rate, max_hz=band) - lufs_in)
-        if rise > max_floor_rise_db:
+        floor_out = noise_floor_dbfs(after, after_rate, max_hz=band) - lufs_out
+        rise = floor_out - (noise_floor_dbfs(before, before_rate, max_hz=band) - lufs_in)
+        # A floor still 60 dB under the loudness is inaudible, however much it rose.
+        if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
             blame = next((s for s in ("dynamics", "bwe") if s in acted), "")
             findings.append(Finding(blame, f"noise floor up {rise:.1f} dB against the loudness"))
     if clipped_runs(after)[0] > analysis.clipped_runs:
