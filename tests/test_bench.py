@@ -1,5 +1,5 @@
-"""The quality benchmark on a tiny self-generated corpus; the CI guard that `default` keeps
-beating `none`."""
+"""The quality benchmark on a tiny self-generated corpus; the CI guard that `auto` (the
+default) and `full` keep beating `none`."""
 
 from __future__ import annotations
 
@@ -30,22 +30,24 @@ def rows(corpus: Path) -> list[bench.QualityRow]:
     pytest.importorskip("av")
     files = [(p, p.name) for p in sorted(corpus.iterdir())]
     found, errors = bench.quality_benchmark(files, degradations=DEGRADATIONS,
-                                            presets=("none", "default"), seconds=6.0)
+                                            presets=("none", "auto", "full"), seconds=6.0)
     assert errors == []
     return found
 
 
 @pytest.mark.slow
-def test_default_beats_none_on_lsd_for_every_degradation(rows: list[bench.QualityRow]) -> None:
+@pytest.mark.parametrize("preset", ["auto", "full"])
+def test_preset_beats_none_on_lsd_for_every_degradation(rows: list[bench.QualityRow],
+                                                        preset: str) -> None:
     means = bench.quality_means(rows)
     for degradation in DEGRADATIONS:
-        none, default = means[(degradation, "none")], means[(degradation, "default")]
-        assert default["lsd"] < none["lsd"], degradation
-        assert default["lsd_high"] < none["lsd_high"] - 0.5, degradation
+        none, restored = means[(degradation, "none")], means[(degradation, preset)]
+        assert restored["lsd"] < none["lsd"], degradation
+        assert restored["lsd_high"] < none["lsd_high"] - 0.5, degradation
 
 
 @pytest.mark.slow
-def test_default_never_worse_than_none_on_any_clip(rows: list[bench.QualityRow]) -> None:
+def test_never_worse_than_none_on_any_clip(rows: list[bench.QualityRow]) -> None:
     assert bench.worse_than_none(rows, metric="lsd", margin=0.0) == []
 
 
@@ -74,7 +76,7 @@ def test_cli_bench_clean_and_real_write_results(corpus: Path, tmp_path: Path,
     lines = (out / "quality.csv").read_text().splitlines()
     assert lines[0].startswith("clip,degradation,preset,lsd,")
     assert len(lines) == 1 + 2 * 2  # two clips x one degradation x two presets
-    assert "| bandlimited | default | 2 |" in capsys.readouterr().out
+    assert "| bandlimited | auto | 2 |" in capsys.readouterr().out
     assert main(["bench", "--real", str(corpus), "--clips", "1", "--out", str(out)]) == 0
-    assert "| default | 1 |" in (out / "real.md").read_text()
+    assert "| auto | 1 |" in (out / "real.md").read_text()
     assert main(["bench", "--clean", str(corpus), "--degrade", "vinyl"]) == 2

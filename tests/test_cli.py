@@ -109,7 +109,8 @@ def test_parallel_jobs(tmp_path: Path, clip_file: Path) -> None:
 def test_presets_command(capsys: pytest.CaptureFixture) -> None:
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert "default" in out
+    assert "auto" in out
+    assert "full" in out
     assert "gentle" in out
     assert "none" in out
 

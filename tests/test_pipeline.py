@@ -15,7 +15,7 @@ from genrestore.stages import resample
 
 
 def test_shipped_presets_load() -> None:
-    assert {"default", "gentle", "none"} <= set(preset_names())
+    assert {"auto", "full", "gentle", "none"} <= set(preset_names())
     for name in preset_names():
         preset = load_preset(name)
         assert preset.description
@@ -25,8 +25,8 @@ def test_shipped_presets_load() -> None:
 
 
 def test_unknown_names_are_errors_naming_preset_and_key(tmp_path: Path) -> None:
-    with pytest.raises(ParameterError, match=r"default.*denoise.*'strenght'"):
-        load_preset("default", {"denoise": {"strenght": 1.0}})
+    with pytest.raises(ParameterError, match=r"full.*denoise.*'strenght'"):
+        load_preset("full", {"denoise": {"strenght": 1.0}})
     with pytest.raises(ParameterError, match=r"none has no stage 'denoise'"):
         load_preset("none", {"denoise": {"strength": 0.5}})
     bad = tmp_path / "mine.toml"
@@ -39,7 +39,7 @@ def test_unknown_names_are_errors_naming_preset_and_key(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="unknown preset"):
         load_preset("loudest")
     with pytest.raises(ParameterError, match="must be float"):
-        load_preset("default", {"denoise": {"strength": "high"}})
+        load_preset("full", {"denoise": {"strength": "high"}})
 
 
 def test_set_option_parsing() -> None:
@@ -50,7 +50,7 @@ def test_set_option_parsing() -> None:
 
 
 def test_overrides_reach_the_stage() -> None:
-    preset = load_preset("default", {"loudness": {"target_lufs": -20}})
+    preset = load_preset("full", {"loudness": {"target_lufs": -20}})
     assert next(s for s in preset.stages if s.name == "loudness").target_lufs == -20.0
 
 
@@ -75,7 +75,7 @@ def test_none_preset_only_resamples() -> None:
 
 def test_spectral_stages_share_one_stft_without_changing_the_result() -> None:
     clip, rate = generator_like(song(44100, 6.0), 44100, seed=2)
-    preset = load_preset("default")
+    preset = load_preset("full")
     result = run_pipeline(clip, rate, preset)
     labels = [label for label, _ in result.timings_s]
     assert labels.count("stft") == 1
@@ -94,7 +94,7 @@ def test_spectral_stages_share_one_stft_without_changing_the_result() -> None:
 
 def test_reports_say_what_each_stage_did() -> None:
     clip, rate = generator_like(song(44100, 6.0), 44100, cutoff_hz=9000.0, seed=3)
-    result = run_pipeline(clip, rate, load_preset("default"))
+    result = run_pipeline(clip, rate, load_preset("full"))
     by_stage = {r.stage: r for r in result.reports}
     assert result.analysis.cutoff_hz == pytest.approx(9000, abs=500)
     assert by_stage["bwe"].acted

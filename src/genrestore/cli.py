@@ -311,7 +311,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                        preset=args.preset or DEFAULT_PRESET, repeats=args.repeats)
         print(bench.format_speed(result))
         return EXIT_OK
-    presets = [p.strip() for p in (args.preset or "none,default").split(",") if p.strip()]
+    presets = [p.strip() for p in (args.preset or "none,auto").split(",") if p.strip()]
     folder = args.clean or args.real
     found = _choose(sorted(find_audio_files([folder]), key=lambda f: str(f[1])), args.clips)
     if not found:
@@ -410,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="generator outputs: no-reference figures before and after")
     p.add_argument("--degrade", default="musicgen_like,bandlimited,noisy,clipped,mp3_stereo",
                    help="degradation chains for --clean, comma-separated")
-    p.add_argument("--preset", help="presets, comma-separated (default: none,default; "
+    p.add_argument("--preset", help="presets, comma-separated (default: none,auto; "
                    "--speed: default)")
     p.add_argument("--seconds", type=float, help="excerpt length (default 10; --speed: 30)")
     p.add_argument("--clips", type=int, help="use N files spread over the sorted list")
