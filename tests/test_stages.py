@@ -15,6 +15,7 @@ from genrestore.stages import (
     Declip,
     Denoise,
     Dynamics,
+    Equalizer,
     Stereo,
     compress,
     declip,
@@ -301,3 +302,16 @@ def test_stereo_stage_only_for_mono_input_and_when_enabled() -> None:
         assert out.shape[0] == 2 if acts else out is x
     _, _, report = Stereo().apply(mono_in, 44100, Context(analyze(mono_in, 44100), 44100))
     assert not report.acted
+
+
+def test_adaptive_eq_high_passes_only_dc_or_rumble() -> None:
+    x = chord(44100, 3.0)  # no DC, nothing under 30 Hz
+    stage = Equalizer(adaptive=True)
+
+    def run(y: np.ndarray) -> str:
+        _, _, report = stage.apply(y, 44100, Context(analyze(y, 44100), 44100))
+        return report.summary
+
+    assert run(x) == "eq skipped (no DC offset or rumble)"
+    assert run(x + 0.01) == "eq hp 30 Hz (DC offset)"
+    assert run(x + sine(15, 44100, 3.0, 0.1)) == "eq hp 30 Hz (rumble)"

@@ -57,18 +57,18 @@ def shape_spectrum(
 
 
 def needs_highpass(audio: np.ndarray, sample_rate: int, highpass_hz: float,
-                   dc_offset: float, *, dc_limit: float = 1e-3, rumble_db: float = -30.0) -> bool:
-    """Whether a clip has a DC offset beyond ``dc_limit`` or energy under ``highpass_hz``
-    within ``rumble_db`` of its total."""
+                   dc_offset: float, *, dc_limit: float = 1e-3, rumble_db: float = -30.0) -> str:
+    """Why a clip needs the high-pass: ``"DC offset"`` beyond ``dc_limit``, ``"rumble"``
+    (energy under ``highpass_hz`` within ``rumble_db`` of the total), or ``""``."""
     if abs(dc_offset) > dc_limit:
-        return True
+        return "DC offset"
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     nperseg = min(x.shape[-1], 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))  # 5 Hz bins
     freqs, psd = signal.welch(x, fs=sample_rate, nperseg=nperseg, axis=-1)
     psd = psd.mean(axis=0)
     total = float(psd.sum())
     low = float(psd[(freqs > 0) & (freqs < highpass_hz)].sum())
-    return total > 0 and low > total * 10.0 ** (rumble_db / 10.0)
+    return "rumble" if total > 0 and low > total * 10.0 ** (rumble_db / 10.0) else ""
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,16 @@ class Equalizer:
     ) -> tuple[np.ndarray, int, StageReport]:
         params = {k: getattr(self, k) for k in ("highpass_hz", "low_shelf_hz", "low_shelf_db",
                                                 "high_shelf_hz", "high_shelf_db", "tilt_db")}
-        if self.adaptive and self.highpass_hz and not needs_highpass(
-                audio, sample_rate, self.highpass_hz, context.analysis.dc_offset):
-            params["highpass_hz"] = 0.0
-            if not any(params[k] for k in ("low_shelf_db", "high_shelf_db", "tilt_db")):
-                return audio, sample_rate, skipped(self.name, "no DC offset or rumble")
+        why = ""
+        if self.adaptive and self.highpass_hz:
+            why = needs_highpass(audio, sample_rate, self.highpass_hz, context.analysis.dc_offset)
+            if not why:
+                params["highpass_hz"] = 0.0
+                if not any(params[k] for k in ("low_shelf_db", "high_shelf_db", "tilt_db")):
+                    return audio, sample_rate, skipped(self.name, "no DC offset or rumble")
         out = shape_spectrum(audio, sample_rate, **params)
-        parts = [f"hp {params['highpass_hz']:g} Hz"] if params["highpass_hz"] else []
+        parts = [f"hp {params['highpass_hz']:g} Hz" + (f" ({why})" if why else "")
+                 ] if params["highpass_hz"] else []
         parts += [f"{k.removesuffix('_db').replace('_', ' ')} {params[k]:+g} dB"
                   for k in ("low_shelf_db", "high_shelf_db", "tilt_db") if params[k]]
         acted = bool(parts)
