@@ -59,10 +59,29 @@ def _octave_levels(audio: np.ndarray, sample_rate: int, top_hz: float,
     return 10.0 * np.log10(np.maximum(bands, 1e-30))
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The input's side of the comparison, measured once however often the guard checks."""
+
+    analysis: Analysis
+    octave_levels_db: np.ndarray | None  # less the noise floor; None if the band is too narrow
+    floor_to_loudness_db: float | None  # noise floor under the cutoff minus the loudness
+
+
+def baseline(before: np.ndarray, before_rate: int, analysis: Analysis) -> Baseline:
+    """Measure the input for :func:`check`."""
+    top = min(analysis.cutoff_hz, 8000.0)
+    levels = (_octave_levels(before, before_rate, top, analysis.noise_floor_dbfs)
+              if top >= 500.0 else None)
+    floor = None
+    if np.isfinite(analysis.integrated_lufs):
+        floor = (noise_floor_dbfs(before, before_rate, max_hz=analysis.cutoff_hz)
+                 - analysis.integrated_lufs)
+    return Baseline(analysis, levels, floor)
+
+
 def check(
-    before: np.ndarray,
-    before_rate: int,
-    analysis: Analysis,
+    base: Baseline,
     after: np.ndarray,
     after_rate: int,
     reports: tuple[StageReport, ...],
@@ -71,24 +90,22 @@ def check(
     max_band_loss_db: float = MAX_BAND_LOSS_DB,
     max_floor_rise_db: float = MAX_FLOOR_RISE_DB,
 ) -> list[Finding]:
-    """What got worse from ``before`` to ``after``; empty when nothing did."""
+    """What got worse from the input (``base``) to ``after``; empty when nothing did."""
+    analysis = base.analysis
     acted = {r.stage for r in reports if r.acted}
     findings: list[Finding] = []
-    top = min(analysis.cutoff_hz, 8000.0)
-    if top >= 500.0:
-        level_in = _octave_levels(before, before_rate, top, analysis.noise_floor_dbfs)
-        level_out = _octave_levels(after, after_rate, top)
-        change = level_out - level_in
+    if base.octave_levels_db is not None:
+        top = min(analysis.cutoff_hz, 8000.0)
+        change = _octave_levels(after, after_rate, top) - base.octave_levels_db
         loss = float(np.max(np.median(change) - change, initial=0.0))
         if loss > max_band_loss_db:
             blame = next((s for s in ("denoise", "eq") if s in acted), "")
             findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
-    lufs_in, lufs_out = analysis.integrated_lufs, integrated_lufs(after, after_rate)
-    if np.isfinite(lufs_in) and np.isfinite(lufs_out):
+    lufs_out = integrated_lufs(after, after_rate)
+    if base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
         # Over the input's own band: bandwidth extension fills empty bins on purpose.
-        band = analysis.cutoff_hz
-        floor_out = noise_floor_dbfs(after, after_rate, max_hz=band) - lufs_out
-        rise = floor_out - (noise_floor_dbfs(before, before_rate, max_hz=band) - lufs_in)
+        floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz) - lufs_out
+        rise = floor_out - base.floor_to_loudness_db
         # A floor still 60 dB under the loudness is inaudible, however much it rose.
         if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
             blame = next((s for s in ("dynamics", "bwe") if s in acted), "")

@@ -260,13 +260,13 @@ def _guarded(x: np.ndarray, rate: int, audio: np.ndarray, sample_rate: int, pres
     dropped: list[str] = []
     problems: list[str] = []
     current = preset
+    base = guard.baseline(audio, sample_rate, info)
     for _ in range(_GUARD_ROUNDS + 1):
-        findings = guard.check(audio, sample_rate, info, x, rate, tuple(reports),
-                               ceiling_dbtp=ceiling)
+        findings = guard.check(base, x, rate, tuple(reports), ceiling_dbtp=ceiling)
         lap("guard")
         blamed = [f for f in findings if f.stage and f.stage not in dropped]
         if not blamed or len(dropped) >= _GUARD_ROUNDS:
-            problems += [f.problem for f in findings if not f.stage or f.stage in dropped]
+            problems += [f.problem for f in findings]  # what is left, backed off or not
             break
         dropped.append(blamed[0].stage)
         problems.append(f"{blamed[0].problem}: backed off {blamed[0].stage}")
