@@ -9,11 +9,14 @@ test suite checks it against pyloudnorm and ``genrestore bench --speed`` times b
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, signal
 
+from genrestore.io import probe, read_audio
 from genrestore.spectral import noise_psd, stft
 
 _BLOCK_S = 0.4
@@ -397,3 +400,16 @@ def analyze(audio: np.ndarray, sample_rate: int) -> Analysis:
         interchannel_correlation=interchannel_correlation(x),
         is_mono=is_mono(x),
     )
+
+
+def analyze_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The record ``genrestore analyze --json`` prints for one file: its path, container
+    format and subtype, and every :class:`Analysis` field, the rate as ``sample_rate_hz``.
+
+    Raises :class:`~genrestore.errors.AudioFileError` (naming the file) for unreadable input.
+    """
+    info = probe(path)
+    audio, rate = read_audio(path)
+    fields: dict[str, Any] = analyze(audio, rate).to_dict()
+    fields["sample_rate_hz"] = fields.pop("sample_rate")
+    return {"file": str(path), "format": info.format, "subtype": info.subtype, **fields}

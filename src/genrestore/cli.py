@@ -56,11 +56,16 @@ def _run_job(job: Job) -> tuple[Job, FileResult | None, str | None]:
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
                               overwrite=job.overwrite, overrides=job.overrides)
     except FILE_ERRORS as exc:
-        log.debug("failed on %s", job.source, exc_info=True)
-        message = str(exc) if isinstance(exc, GenrestoreError) else (
-            f"{job.source}: {type(exc).__name__}: {exc}")
-        return job, None, message.splitlines()[0] if message else str(job.source)
+        return job, None, _one_line(job.source, exc)
     return job, result, None
+
+
+def _one_line(path: Path, exc: BaseException) -> str:
+    """A failure as one line naming the file (library errors already start with it)."""
+    log.debug("failed on %s", path, exc_info=True)
+    message = str(exc) if isinstance(exc, GenrestoreError) else (
+        f"{path}: {type(exc).__name__}: {exc}")
+    return message.splitlines()[0] if message else str(path)
 
 
 def _summary(result: FileResult) -> str:
@@ -184,17 +189,6 @@ def _error(message: str) -> None:
     tqdm.write(f"genrestore: error: {message}", file=sys.stderr)
 
 
-def _analysis_record(path: Path) -> dict[str, Any]:
-    from genrestore.analysis import analyze
-    from genrestore.io import probe, read_audio
-
-    info = probe(path)
-    audio, rate = read_audio(path)
-    fields = analyze(audio, rate).to_dict()
-    fields["sample_rate_hz"] = fields.pop("sample_rate")
-    return {"file": str(path), "format": info.format, "subtype": info.subtype, **fields}
-
-
 def _analysis_text(r: dict[str, Any]) -> str:
     nyquist = r["sample_rate_hz"] / 2
     cutoff = ("full band" if r["cutoff_hz"] >= 0.95 * nyquist else f"{r['cutoff_hz'] / 1000:.1f} kHz")
@@ -220,17 +214,18 @@ def _analysis_text(r: dict[str, Any]) -> str:
 def cmd_analyze(args: argparse.Namespace) -> int:
     import json
 
+    from genrestore.analysis import analyze_file
+
     found = find_audio_files(args.inputs)
     if not found:
         raise ParameterError("no audio files found in " + ", ".join(args.inputs))
     records, failures = [], 0
     for path, _ in found:
         try:
-            record = _analysis_record(path)
+            record = analyze_file(path)
         except FILE_ERRORS as exc:
             failures += 1
-            message = str(exc) if isinstance(exc, GenrestoreError) else f"{path}: {exc}"
-            _error(message.splitlines()[0])
+            _error(_one_line(path, exc))
             continue
         records.append(record)
         if not args.json:
