@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from genrestore.io import probe, read_audio
-from genrestore.spectral import noise_psd, stft
+from genrestore.spectral import Spectrogram, noise_psd, stft
 
 _BLOCK_S = 0.4
 _STEP_S = 0.1
@@ -209,7 +209,7 @@ NOISE_LIKE_FLATNESS = 0.4
 
 
 def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0,
-                     max_hz: float | None = None) -> float:
+                     max_hz: float | None = None, spec: Spectrogram | None = None) -> float:
     """RMS level (dBFS) of the stationary noise, as white-noise equivalent.
 
     Minimum statistics over the STFT give each bin's stationary floor; music keeps most bins
@@ -218,9 +218,10 @@ def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float =
     bins, 60 dB under the median floor) is taken as the noise density, and the level is
     that of white noise with this density over the whole band.
     A clip with no hiss reads very low (down to the codec or dither floor).  ``max_hz``
-    limits the bins looked at (to compare two versions of a clip over the same band).
+    limits the bins looked at (to compare two versions of a clip over the same band); pass
+    ``spec`` (the clip's :func:`~genrestore.spectral.stft`) when it is already computed.
     """
-    spec = stft(audio, sample_rate)
+    spec = spec or stft(audio, sample_rate)
     power = np.abs(spec.data) ** 2
     floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2).mean(axis=0)  # (bins,)
     freqs = spec.freqs_hz
@@ -237,14 +238,16 @@ def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float =
     return float(_db(mean_square))
 
 
-def top_band_flatness(audio: np.ndarray, sample_rate: int, cutoff_hz: float) -> float:
+def top_band_flatness(audio: np.ndarray, sample_rate: int, cutoff_hz: float, *,
+                      spec: Spectrogram | None = None) -> float:
     """Spectral flatness (geometric over arithmetic mean of power, 0..1) of the top band of
     content, from 0.75 x ``cutoff_hz`` to the cutoff; median over the frames that carry
     energy there.  Noise reads about 0.56 (the periodogram of noise is exponential), tones
-    and harmonics far less; a high value in a generator's top band means codec noise."""
+    and harmonics far less; a high value in a generator's top band means codec noise.
+    ``spec`` as for :func:`noise_floor_dbfs`."""
     if cutoff_hz <= 0:
         return 0.0
-    spec = stft(audio, sample_rate)
+    spec = spec or stft(audio, sample_rate)
     band = slice(spec.bin_of(0.75 * cutoff_hz), spec.bin_of(cutoff_hz) + 1)
     power = (np.abs(spec.data[..., band]) ** 2).mean(axis=0).astype(np.float64) + 1e-30
     if power.shape[-1] < 4:
@@ -268,6 +271,13 @@ def crest_factor_db(audio: np.ndarray) -> float:
     return float(20.0 * np.log10(np.max(np.abs(x)) / rms)) if rms > 0 else 0.0
 
 
+def flat_runs(mask: np.ndarray, min_run: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of every run of at least ``min_run`` true values in a 1-D mask."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b - a >= min_run]
+
+
 def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = 1e-4
                  ) -> tuple[int, int]:
     """``(runs, samples)``: flat tops where the waveform was clipped.
@@ -281,15 +291,9 @@ def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = 1e-4
     peak = float(np.max(np.abs(x), initial=0.0))
     if peak == 0.0:
         return 0, 0
-    runs = samples = 0
-    for channel in x:
-        at_top = np.abs(channel) >= peak * (1.0 - tolerance)
-        edges = np.diff(np.concatenate([[0], at_top.astype(np.int8), [0]]))
-        lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
-        long = lengths[lengths >= min_run]
-        runs += int(long.size)
-        samples += int(long.sum())
-    return runs, samples
+    found = [run for channel in x
+             for run in flat_runs(np.abs(channel) >= peak * (1.0 - tolerance), min_run)]
+    return len(found), sum(end - start for start, end in found)
 
 
 def interchannel_correlation(audio: np.ndarray) -> float:
@@ -374,11 +378,12 @@ def rms_dbfs(audio: np.ndarray) -> float:
 def analyze(audio: np.ndarray, sample_rate: int) -> Analysis:
     """Measure ``(channels, samples)`` audio once; stages read what they need from it."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    floor = noise_floor_dbfs(x, sample_rate)
+    spec = stft(x, sample_rate)  # shared by the noise floor and the top-band flatness
+    floor = noise_floor_dbfs(x, sample_rate, spec=spec)
     level = rms_dbfs(x)
     runs, clipped = clipped_runs(x)
     cutoff = estimate_cutoff_hz(x, sample_rate)
-    flatness = top_band_flatness(x, sample_rate, cutoff)
+    flatness = top_band_flatness(x, sample_rate, cutoff, spec=spec)
     return Analysis(
         sample_rate=int(sample_rate),
         channels=int(x.shape[0]),

@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -81,7 +81,6 @@ class _Rendered:
     before_volume: float = 1.0
     after_volume: float = 1.0
     error: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _render(args: tuple[ReportEntry, int, Path]) -> _Rendered:
@@ -138,7 +137,7 @@ def _figures_table(b: Figures, a: Figures) -> str:
     return f'<table class="figures"><tr><th></th><th>before</th><th>after</th></tr>{body}</table>'
 
 
-def _axis(top_hz: float, cutoff_hz: float) -> str:
+def _axis(top_hz: float) -> str:
     ticks = "".join(
         f'<span style="bottom:{100 * images.erb_position(f, top_hz):.2f}%">'
         f'{f / 1000:g}k</span>' if f >= 1000 else
@@ -156,7 +155,7 @@ def _cutoff_line(cutoff_hz: float, top_hz: float, label: str) -> str:
 
 
 def _picture(src: str, alt: str, top_hz: float, overlay: str = "") -> str:
-    return (f'<div class="plot">{_axis(top_hz, 0)}<div class="img">'
+    return (f'<div class="plot">{_axis(top_hz)}<div class="img">'
             f'<img src="{src}" alt="{html.escape(alt)}" width="{images.WIDTH}" '
             f'height="{images.HEIGHT}">{overlay}</div></div>')
 

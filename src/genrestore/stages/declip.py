@@ -20,14 +20,9 @@ from typing import ClassVar
 import numpy as np
 from scipy import linalg
 
+from genrestore.analysis import flat_runs
 from genrestore.errors import ParameterError
 from genrestore.stages.base import Context, StageReport, skipped
-
-
-def _runs(mask: np.ndarray, min_run: int) -> list[tuple[int, int]]:
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if e - s >= min_run]
 
 
 def _prediction_error_filter(window: np.ndarray, known: np.ndarray, order: int
@@ -118,7 +113,7 @@ def declip(
     fixed = 0
     for channel in x:
         clipped = np.abs(channel) >= peak * (1.0 - tolerance)
-        runs = [(s, e) for s, e in _runs(clipped, min_run)
+        runs = [(s, e) for s, e in flat_runs(clipped, min_run)
                 if e - s <= max_run and s >= order and channel.size - e >= order]
         if not runs:
             continue
