@@ -80,3 +80,16 @@ def test_cli_bench_clean_and_real_write_results(corpus: Path, tmp_path: Path,
     assert main(["bench", "--real", str(corpus), "--clips", "1", "--out", str(out)]) == 0
     assert "| auto | 1 |" in (out / "real.md").read_text()
     assert main(["bench", "--clean", str(corpus), "--degrade", "vinyl"]) == 2
+
+
+def test_cli_bench_declip(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                          ) -> None:
+    out = tmp_path / "declip"
+    assert main(["bench", "--declip", str(corpus), "--clips", "1", "--seconds", "3",
+                 "--out", str(out)]) == 0
+    table = (out / "declip.md").read_text()
+    assert "| 2 % |" in table
+    assert "| 3 % |" in table
+    rows = bench.declip_benchmark([(p, p.name) for p in sorted(corpus.iterdir())][:1],
+                                  seconds=3.0)[0]
+    assert all(r.gain_db > 1.5 for r in rows)  # about +2.5 dB on the synthetic songs

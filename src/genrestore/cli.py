@@ -307,7 +307,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(bench.format_speed(result))
         return EXIT_OK
     presets = [p.strip() for p in (args.preset or "none,auto").split(",") if p.strip()]
-    folder = args.clean or args.real
+    folder = args.clean or args.real or args.declip
     found = _choose(sorted(find_audio_files([folder]), key=lambda f: str(f[1])), args.clips)
     if not found:
         raise ParameterError(f"no audio files found in {folder}")
@@ -331,6 +331,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             table = bench.format_quality(rows)
             if out is not None:
                 bench.write_quality_csv(rows, out / "quality.csv")
+        elif args.declip:
+            declip_rows, errors = bench.declip_benchmark(files, seconds=args.seconds or 10.0)
+            table = bench.format_declip(declip_rows)
         else:
             real_rows, errors = bench.real_benchmark(files, presets=presets, progress=step)
             table = bench.format_real(real_rows)
@@ -339,7 +342,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for message in errors:
         _error(message)
     if out is not None:
-        (out / ("quality.md" if args.clean else "real.md")).write_text(table + "\n", "utf-8")
+        name = "quality.md" if args.clean else "declip.md" if args.declip else "real.md"
+        (out / name).write_text(table + "\n", "utf-8")
     print(table)
     return EXIT_FAILED if errors else EXIT_OK
 
@@ -403,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="clean music: degrade, restore, compare with the original")
     mode.add_argument("--real", metavar="DIR",
                       help="generator outputs: no-reference figures before and after")
+    mode.add_argument("--declip", metavar="DIR",
+                      help="clean music clipped at 2 and 3 %%: SNR before and after declipping")
     p.add_argument("--degrade", default="musicgen_like,bandlimited,noisy,clipped,mp3_stereo",
                    help="degradation chains for --clean, comma-separated")
     p.add_argument("--preset", help="presets, comma-separated (default: none,auto; "
