@@ -64,6 +64,10 @@ def test_report_of_existing_pairs_and_missing_files(tmp_path: Path) -> None:
                         None, "gone.wav: no such file")], tmp_path / "r" / "index.html")
     assert "1 restored, 1 failed" in out.read_text()
     assert main(["report", str(original), str(original), "-o", str(tmp_path / "x.html")]) == 0
+    (tmp_path / "bad.wav").write_text("not audio")  # an unreadable pair fails its own row
+    page = build_report([ReportEntry(original, tmp_path / "bad.wav")], tmp_path / "b.html")
+    assert "0 restored, 1 failed" in page.read_text()
+    assert "bad.wav: not a readable audio file" in page.read_text()
     assert main(["report", str(original)]) == 2
 
 

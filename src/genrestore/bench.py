@@ -18,7 +18,7 @@ import pyloudnorm
 
 from genrestore.analysis import effective_bandwidth_hz, integrated_lufs
 from genrestore.degrade import degrade, get_degradation
-from genrestore.errors import GenrestoreError
+from genrestore.errors import FILE_ERRORS
 from genrestore.io import read_audio
 from genrestore.metrics import full_reference, no_reference
 from genrestore.pipeline import DEFAULT_PRESET, load_preset, run_pipeline
@@ -193,7 +193,7 @@ def _quality_job(args: tuple[Path, str, float, tuple[str, ...], tuple[str, ...],
         clip = excerpt(audio, rate, seconds)
         return quality_clip(clip, rate, name=name, degradations=degradations, presets=presets,
                             visqol=visqol)
-    except (GenrestoreError, OSError, ValueError, RuntimeError) as exc:
+    except FILE_ERRORS as exc:
         return f"{path}: {exc}"
 
 
@@ -335,7 +335,7 @@ def real_benchmark(files: Sequence[tuple[Path, str]], *, presets: Sequence[str],
                 rows.append(RealRow(name, preset_name, before,
                                     no_reference(result.audio, result.sample_rate),
                                     _acted(result.reports), audio.shape[-1] / rate / spent))
-        except (GenrestoreError, OSError, ValueError, RuntimeError) as exc:
+        except FILE_ERRORS as exc:
             errors.append(f"{path}: {exc}")
         if progress is not None:
             progress(name)
@@ -417,7 +417,7 @@ def declip_benchmark(files: Sequence[tuple[Path, str]], *, fractions: Sequence[f
     for path, name in files:
         try:
             audio, rate = read_audio(path)
-        except (GenrestoreError, OSError, ValueError, RuntimeError) as exc:
+        except FILE_ERRORS as exc:
             errors.append(f"{path}: {exc}")
             continue
         clean = excerpt(audio, rate, seconds)

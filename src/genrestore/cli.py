@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from genrestore import __version__
-from genrestore.errors import GenrestoreError, ParameterError
+from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
 from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
 from genrestore.pipeline import (
     DEFAULT_PRESET,
@@ -33,9 +33,6 @@ from genrestore.pipeline import (
 log = logging.getLogger("genrestore")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: Errors that fail one file of a batch without stopping the others.  Library errors
-#: (soundfile, pedalboard, soxr) surface as OSError, ValueError or RuntimeError.
-FILE_ERRORS = (GenrestoreError, OSError, ValueError, RuntimeError, MemoryError)
 
 
 @dataclass(frozen=True)

@@ -18,3 +18,10 @@ class AudioFileError(GenrestoreError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+#: What fails one file of a batch without stopping the others: genrestore's own errors plus
+#: what the libraries underneath raise (soundfile, pedalboard and soxr surface as OSError,
+#: ValueError or RuntimeError).  The CLI, the benchmarks and the report all use it.
+FILE_ERRORS: tuple[type[BaseException], ...] = (GenrestoreError, OSError, ValueError, RuntimeError,
+                                                MemoryError)

@@ -30,7 +30,7 @@ from genrestore.analysis import (
     noise_floor_dbfs,
     true_peak_dbtp,
 )
-from genrestore.errors import ParameterError
+from genrestore.errors import FILE_ERRORS, ParameterError
 from genrestore.io import read_audio, write_atomic_text
 from genrestore.report import images
 from genrestore.stages import StageReport
@@ -90,7 +90,7 @@ def _render(args: tuple[ReportEntry, int, Path]) -> _Rendered:
     try:
         before, rate_before = read_audio(entry.original)
         after, rate_after = read_audio(entry.restored)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except FILE_ERRORS as exc:
         return _Rendered(entry, index, error=str(exc).splitlines()[0])
     fb, fa = measure(before, rate_before), measure(after, rate_after)
     # Loudness matching: raise the quieter version's picture, lower the louder one's volume.
