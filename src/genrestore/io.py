@@ -53,12 +53,17 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def validate_audio(audio: np.ndarray, sample_rate: int, *, source: str = "<array>") -> np.ndarray:
-    """Check an array is usable audio and return it as float32 ``(channels, samples)``.
+def as_channels(audio: np.ndarray, *, source: str = "<array>",
+                dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """The one array layout of genrestore: ``(channels, samples)`` float32 (or ``dtype``),
+    C-contiguous.
 
-    A 1-D array is taken as mono.  Raises :class:`ParameterError` (for arrays) naming
-    ``source`` for: more than two channels, a rate outside 8-384 kHz, fewer than 0.1 s of
-    samples, or NaN/infinite samples.
+    A 1-D array is mono (``(1, samples)``); a 2-D array is ``(channels, samples)``.  Every
+    public entry point that takes audio (``restore``, ``run_pipeline``, the stage functions,
+    :func:`~genrestore.spectral.stft`) goes through this check, so a 1-D array can never be
+    read as ``samples`` channels.  Raises :class:`ParameterError` naming ``source`` for any
+    other shape, for integer samples, and for more than :data:`MAX_CHANNELS` channels.
+    Copies only when the dtype or memory order requires it.
     """
     arr = np.asarray(audio)
     if arr.ndim == 1:
@@ -75,6 +80,18 @@ def validate_audio(audio: np.ndarray, sample_rate: int, *, source: str = "<array
         )
     if channels == 0:
         raise ParameterError(f"{source}: no channels")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def validate_audio(audio: np.ndarray, sample_rate: int, *, source: str = "<array>") -> np.ndarray:
+    """Check an array is usable audio and return it as float32 ``(channels, samples)``.
+
+    The layout rules are :func:`as_channels`'s.  Raises :class:`ParameterError` (for
+    arrays) naming ``source`` for: more than two channels, a rate outside 8-384 kHz, fewer
+    than 0.1 s of samples, or NaN/infinite samples.
+    """
+    arr = as_channels(audio, source=source)
+    samples = arr.shape[1]
     if not isinstance(sample_rate, (int, np.integer)) or not (
         MIN_RATE_HZ <= sample_rate <= MAX_RATE_HZ
     ):
@@ -88,7 +105,7 @@ def validate_audio(audio: np.ndarray, sample_rate: int, *, source: str = "<array
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise ParameterError(f"{source}: {bad} NaN or infinite samples")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return arr
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:

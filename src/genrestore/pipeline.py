@@ -162,6 +162,10 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
         raise ParameterError(f"preset {source} has no stage {sorted(missing)[0]!r} to set")
     if sum(s.name == "resample" for s in stages) != 1:
         raise ParameterError(f"preset {source}: needs exactly one 'resample' stage")
+    names = [s.name for s in stages]
+    if "loudness" in names and names.index("loudness") != len(names) - 1:
+        raise ParameterError(f"preset {source}: 'loudness' must be the last stage "
+                             "(a stage after it would undo its target and true-peak ceiling)")
     dither_params = {**data.get("dither", {}), **overrides.get("dither", {})}
     return Preset(
         name=Path(source).stem if source.endswith(".toml") else source,
@@ -189,19 +193,19 @@ class RestoreResult:
     timings_s: tuple[tuple[str, float], ...] = ()  # (step, seconds), in order
 
 
-def run_pipeline(
-    audio: np.ndarray,
-    sample_rate: int,
-    preset: Preset,
-    *,
-    output_rate_hz: int = 44100,
-    analysis: Analysis | None = None,
-) -> RestoreResult:
-    """Run ``preset``'s stages on ``(channels, samples)`` audio; consecutive spectral stages
-    share one STFT."""
-    if output_rate_hz not in OUTPUT_RATES_HZ:
-        raise ParameterError(f"output rate must be one of {OUTPUT_RATES_HZ}, not {output_rate_hz}")
-    x = validate_audio(audio, sample_rate)
+@dataclass(frozen=True)
+class _Run:
+    """One pass of a preset's stages over the input."""
+
+    audio: np.ndarray
+    sample_rate: int
+    reports: tuple[StageReport, ...]
+    timings_s: tuple[tuple[str, float], ...]
+
+
+def _run_stages(x: np.ndarray, sample_rate: int, stages: tuple[Stage, ...],
+                context: Context) -> _Run:
+    """Run ``stages`` in order on validated audio; consecutive spectral stages share one STFT."""
     clock = time.perf_counter()
     timings: list[tuple[str, float]] = []
 
@@ -211,12 +215,8 @@ def run_pipeline(
         timings.append((label, now - clock))
         clock = now
 
-    info = analysis or analyze(x, sample_rate)
-    lap("analysis")
-    context = Context(analysis=info, output_rate_hz=output_rate_hz)
     reports: list[StageReport] = []
     rate = sample_rate
-    stages = list(preset.stages)
     i = 0
     while i < len(stages):
         if isinstance(stages[i], SpectralStage):
@@ -237,53 +237,92 @@ def run_pipeline(
         lap(stages[i].name)
         reports.append(report)
         i += 1
+    return _Run(x, rate, tuple(reports), tuple(timings))
+
+
+def run_pipeline(
+    audio: np.ndarray,
+    sample_rate: int,
+    preset: Preset,
+    *,
+    output_rate_hz: int = 44100,
+    analysis: Analysis | None = None,
+) -> RestoreResult:
+    """Run ``preset``'s stages on ``(channels, samples)`` or 1-D (mono) audio; the result is
+    ``(channels, samples)``.  Consecutive spectral stages share one STFT.  With
+    ``preset.guard`` the result is checked against the input (:mod:`genrestore.guard`) and
+    the stages are run again without each stage the guard blames (twice at most)."""
+    if output_rate_hz not in OUTPUT_RATES_HZ:
+        raise ParameterError(f"output rate must be one of {OUTPUT_RATES_HZ}, not {output_rate_hz}")
+    x = validate_audio(audio, sample_rate)
+    start = time.perf_counter()
+    info = analysis or analyze(x, sample_rate)
+    timings = [("analysis", time.perf_counter() - start)]
+    context = Context(analysis=info, output_rate_hz=output_rate_hz)
+    run = _run_stages(x, sample_rate, preset.stages, context)
+    timings += run.timings_s
+    reports = run.reports
     if preset.guard:
-        return _guarded(x, rate, audio, sample_rate, preset, info, reports, timings,
-                        output_rate_hz, lap)
+        run, guard_report, guard_timings = _guard(x, sample_rate, preset, context, run)
+        reports = (*run.reports, guard_report)
+        timings += guard_timings
     for report in reports:
         log.debug("%s: %s", report.stage, report.summary)
-    return RestoreResult(x, rate, info, tuple(reports), tuple(timings))
+    return RestoreResult(run.audio, run.sample_rate, info, reports, tuple(timings))
 
 
-_GUARD_ROUNDS = 2
+#: How many stages the guard may back off for one clip.
+GUARD_ROUNDS = 2
 
 
-def _guarded(x: np.ndarray, rate: int, audio: np.ndarray, sample_rate: int, preset: Preset,
-             info: Analysis, reports: list[StageReport], timings: list[tuple[str, float]],
-             output_rate_hz: int, lap: Any) -> RestoreResult:
-    """Check the result with :func:`genrestore.guard.check`; drop each blamed stage and run
-    again (``_GUARD_ROUNDS`` times at most).  A ``guard`` report says what happened."""
+def _back_off(stages: tuple[Stage, ...], name: str) -> tuple[Stage, ...]:
+    """The stages without ``name``; the loudness stage is never removed (the target and the
+    ceiling are the point of a release), its limiting is halved instead (an 8 dB cap, or
+    12 dB when uncapped, becomes 4/6 dB)."""
+    if name != "loudness":
+        return tuple(s for s in stages if s.name != name)
+    out: list[Stage] = []
+    for stage in stages:
+        if stage.name == "loudness":
+            cap = getattr(stage, "max_limiting_db", 0.0) or 12.0
+            stage = dataclasses.replace(stage, max_limiting_db=max(cap / 2.0, 0.5))
+        out.append(stage)
+    return tuple(out)
+
+
+def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, run: _Run
+           ) -> tuple[_Run, StageReport, list[tuple[str, float]]]:
+    """Check ``run`` against the validated input ``x`` with :func:`genrestore.guard.check`;
+    back off the first blamed stage and run again (:data:`GUARD_ROUNDS` times at most).
+    Returns the run kept, a ``guard`` report saying what happened, and the time spent."""
     from genrestore import guard
 
-    ceiling = next((getattr(s, "ceiling_dbtp", None) for s in preset.stages
-                    if s.name == "loudness"), None)
-    dropped: list[str] = []
+    start = time.perf_counter()
+    timings: list[tuple[str, float]] = []
+    base = guard.baseline(x, sample_rate, context.analysis)
+    stages = preset.stages
+    backed_off: list[str] = []
     problems: list[str] = []
-    current = preset
-    base = guard.baseline(audio, sample_rate, info)
-    for _ in range(_GUARD_ROUNDS + 1):
-        findings = guard.check(base, x, rate, tuple(reports), ceiling_dbtp=ceiling)
-        lap("guard")
-        blamed = [f for f in findings if f.stage and f.stage not in dropped]
-        if not blamed or len(dropped) >= _GUARD_ROUNDS:
+    for _ in range(GUARD_ROUNDS + 1):
+        findings = guard.check(base, run.audio, run.sample_rate, run.reports)
+        timings.append(("guard", time.perf_counter() - start))
+        blamed = next((f for f in findings if f.stage and f.stage not in backed_off), None)
+        if blamed is None or len(backed_off) >= GUARD_ROUNDS:
             problems += [f.problem for f in findings]  # what is left, backed off or not
             break
-        dropped.append(blamed[0].stage)
-        problems.append(f"{blamed[0].problem}: backed off {blamed[0].stage}")
-        current = dataclasses.replace(current, guard=False, stages=tuple(
-            s for s in current.stages if s.name != blamed[0].stage))
-        rerun = run_pipeline(audio, sample_rate, current, output_rate_hz=output_rate_hz,
-                             analysis=info)
-        x, rate, reports = rerun.audio, rerun.sample_rate, list(rerun.reports)
-        timings += [(f"guard rerun: {k}", v) for k, v in rerun.timings_s if k != "analysis"]
+        backed_off.append(blamed.stage)
+        problems.append(f"{blamed.problem}: backed off {blamed.stage}")
+        stages = _back_off(stages, blamed.stage)
+        run = _run_stages(x, sample_rate, stages, context)
+        timings += [(f"guard rerun: {k}", v) for k, v in run.timings_s]
+        start = time.perf_counter()
     if problems:
-        reports.append(StageReport("guard", bool(dropped), "guard: " + "; ".join(problems),
-                                   {"backed_off": dropped, "problems": problems}))
+        report = StageReport("guard", bool(backed_off), "guard: " + "; ".join(problems),
+                             {"backed_off": backed_off, "problems": problems})
     else:
-        reports.append(StageReport("guard", False, "guard: nothing got worse"))
-    for report in reports:
-        log.debug("%s: %s", report.stage, report.summary)
-    return RestoreResult(x, rate, info, tuple(reports), tuple(timings))
+        report = StageReport("guard", False, "guard: nothing got worse",
+                             {"backed_off": [], "problems": []})
+    return run, report, timings
 
 
 def restore(
@@ -294,17 +333,29 @@ def restore(
     output_rate_hz: int = 44100,
     **overrides: Mapping[str, Any],
 ) -> tuple[np.ndarray, int]:
-    """Restore ``(channels, samples)`` float audio; returns ``(audio, output_rate_hz)``.
+    """Restore float audio; returns ``(audio, output_rate_hz)``.
 
-    ``preset`` is a shipped preset's name, a TOML file or a :class:`Preset`; keyword
-    overrides change stage parameters, e.g. ``restore(x, 32000, denoise={"strength": 0.5})``.
-    The result is float32 and not dithered (dither belongs to writing integer PCM).
+    ``audio`` is ``(channels, samples)`` or 1-D (mono); the result has the layout it was
+    given (1-D in, 1-D out, unless a stage made a mono clip stereo).  ``preset`` is a
+    shipped preset's name, a TOML file or a :class:`Preset`; keyword overrides change stage
+    parameters, e.g. ``restore(x, 32000, denoise={"strength": 0.5})``.  The result is
+    float32 and not dithered (dither belongs to writing integer PCM).
     """
-    chosen = preset if isinstance(preset, Preset) else load_preset(preset, overrides)
-    if isinstance(preset, Preset) and overrides:
-        raise ParameterError("pass overrides to load_preset() when giving a Preset object")
+    chosen = _chosen_preset(preset, overrides)
     result = run_pipeline(audio, sample_rate, chosen, output_rate_hz=output_rate_hz)
-    return result.audio, result.sample_rate
+    out = result.audio
+    if np.ndim(audio) == 1 and out.shape[0] == 1:
+        out = out[0]
+    return out, result.sample_rate
+
+
+def _chosen_preset(preset: str | os.PathLike[str] | Preset, overrides: Overrides | None
+                   ) -> Preset:
+    if isinstance(preset, Preset):
+        if overrides:
+            raise ParameterError("pass overrides to load_preset() when giving a Preset object")
+        return preset
+    return load_preset(preset, overrides)
 
 
 @dataclass(frozen=True)
@@ -338,7 +389,7 @@ def restore_file(
     :class:`~genrestore.errors.ParameterError` whose message names the file.
     """
     start = time.perf_counter()
-    chosen = preset if isinstance(preset, Preset) else load_preset(preset, overrides)
+    chosen = _chosen_preset(preset, overrides)
     src, dst = Path(source), Path(destination)
     audio, rate = read_audio(src)
     result = run_pipeline(audio, rate, chosen, output_rate_hz=output_rate_hz)

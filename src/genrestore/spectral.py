@@ -15,6 +15,7 @@ import scipy.fft
 from scipy import ndimage
 
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 
 #: Overlap factor: hop = n_fft // OVERLAP.
 OVERLAP = 4
@@ -57,12 +58,13 @@ def _window(n_fft: int) -> np.ndarray:
 
 
 def stft(audio: np.ndarray, sample_rate: int, *, n_fft: int | None = None) -> Spectrogram:
-    """STFT of ``(channels, samples)`` audio; see the module docstring for the layout."""
+    """STFT of ``(channels, samples)`` or 1-D (mono) audio; see the module docstring for the
+    layout (a 1-D input gives one channel)."""
     n = n_fft or default_n_fft(sample_rate)
     if n % OVERLAP:
         raise ParameterError(f"n_fft must be a multiple of {OVERLAP}, got {n}")
     hop = n // OVERLAP
-    x = np.asarray(audio, dtype=np.float32)
+    x = as_channels(audio)
     length = x.shape[-1]
     frames = -(-(length + n - hop) // hop)  # enough frames to cover every sample fully
     padded = np.zeros((x.shape[0], (frames - 1) * hop + n), dtype=np.float32)

@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 from genrestore.spectral import OVERLAP, Spectrogram, istft, stft
 from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
 
@@ -105,17 +106,24 @@ def extend_bandwidth(
     max_freq_hz: float = 20000.0,
     extra_rolloff_db_per_oct: float = -3.0,
 ) -> np.ndarray:
-    """Regenerate content between ``cutoff_hz`` and ``max_freq_hz`` in ``(channels, samples)`` audio.
+    """Regenerate content between ``cutoff_hz`` and ``max_freq_hz`` in ``(channels, samples)``
+    or 1-D (mono) audio; returns ``(channels, samples)``.
 
     ``strength`` scales the new band's amplitude (1 = on the extrapolated envelope);
-    ``extra_rolloff_db_per_oct`` tilts the envelope further down above the cutoff.
-    Returns the input unchanged when the cutoff is already near ``max_freq_hz``.
+    ``extra_rolloff_db_per_oct`` tilts the envelope further down above the cutoff.  The
+    parameters follow :class:`BandwidthExtension`'s rules, and ``cutoff_hz`` must be
+    positive.  Returns the input unchanged when the cutoff is already near ``max_freq_hz``.
     """
-    spec = stft(audio, sample_rate)
+    BandwidthExtension(strength=strength, max_freq_hz=max_freq_hz,
+                       extra_rolloff_db_per_oct=extra_rolloff_db_per_oct, cutoff_hz=cutoff_hz)
+    if not cutoff_hz > 0.0:
+        raise ParameterError("extend_bandwidth needs a positive cutoff_hz")
+    x = as_channels(audio)
+    spec = stft(x, sample_rate)
     plan = plan_extension(spec, cutoff_hz, strength=strength, max_freq_hz=max_freq_hz,
                           extra_rolloff_db_per_oct=extra_rolloff_db_per_oct)
     if plan is None:
-        return np.asarray(audio, dtype=np.float32)
+        return x
     return istft(extend_spectrum(spec, plan))
 
 

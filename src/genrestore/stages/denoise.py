@@ -26,7 +26,10 @@ def denoise_gain(
     max_attenuation_db: float = 10.0,
     window_s: float = 2.0,
 ) -> tuple[np.ndarray, float]:
-    """Per-bin gains ``(channels, frames, bins)`` and the mean attenuation of the noise in dB."""
+    """Per-bin gains ``(channels, frames, bins)`` and the mean attenuation of the noise in dB.
+
+    The parameters follow :class:`Denoise`'s rules (a :class:`ParameterError` otherwise)."""
+    Denoise(strength=strength, max_attenuation_db=max_attenuation_db, window_s=window_s)
     power = spec.data.real**2 + spec.data.imag**2
     noise = noise_psd(power, spec.hop / spec.sample_rate, window_s=window_s)
     # Smooth the observed power over 3 frames x 3 bins before forming the SNR.
@@ -54,11 +57,13 @@ def denoise(
     max_attenuation_db: float = 10.0,
     window_s: float = 2.0,
 ) -> np.ndarray:
-    """Reduce stationary noise (hiss) in ``(channels, samples)`` audio; returns the same shape.
+    """Reduce stationary noise (hiss) in ``(channels, samples)`` or 1-D (mono) audio;
+    returns ``(channels, samples)``.
 
     ``strength`` (0-1) blends between no change and the full Wiener gain;
     ``max_attenuation_db`` bounds how far any bin is pulled down; ``window_s`` is how long
-    a stretch the noise tracker may look back over for a quiet moment.
+    a stretch the noise tracker may look back over for a quiet moment.  The parameters
+    follow :class:`Denoise`'s rules.
     """
     spec = stft(audio, sample_rate)
     gain, _ = denoise_gain(spec, strength=strength, max_attenuation_db=max_attenuation_db,

@@ -12,12 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 
 SHAPES = ("tpdf", "hp_tpdf", "none")
 
 
 def dither(audio: np.ndarray, *, bits: int, seed: int = 0, shape: str = "tpdf") -> np.ndarray:
-    """Return ``audio`` plus dither for quantisation to ``bits``-bit PCM (float64, same shape).
+    """Return ``audio`` plus dither for quantisation to ``bits``-bit PCM, as float64
+    ``(channels, samples)`` (a 1-D input is mono).
 
     Round the result to the ``bits``-bit grid afterwards (:func:`genrestore.io.quantize`
     does).  The same ``seed`` gives the same noise.
@@ -26,7 +28,8 @@ def dither(audio: np.ndarray, *, bits: int, seed: int = 0, shape: str = "tpdf") 
         raise ParameterError(f"dither shape must be one of {SHAPES}, not {shape!r}")
     if bits not in (16, 24):
         raise ParameterError(f"dither needs 16 or 24 bits, not {bits}")
-    x = np.asarray(audio, dtype=np.float64)  # float32 cannot hold a 24-bit LSB near full scale
+    # float32 cannot hold a 24-bit LSB near full scale
+    x = as_channels(audio, dtype=np.float64)
     if shape == "none":
         return x.copy()
     lsb = 2.0 ** -(bits - 1)

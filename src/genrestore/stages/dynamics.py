@@ -9,6 +9,7 @@ import numpy as np
 import pedalboard
 
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
 _BLOCK_S = 0.1
@@ -16,7 +17,7 @@ _BLOCK_S = 0.1
 
 def block_levels_dbfs(audio: np.ndarray, sample_rate: int, block_s: float = _BLOCK_S) -> np.ndarray:
     """RMS level (dBFS) of consecutive ``block_s`` blocks, channels combined."""
-    x = np.asarray(audio, dtype=np.float32)
+    x = as_channels(audio)
     block = max(1, int(block_s * sample_rate))
     count = x.shape[-1] // block
     if count == 0:
@@ -34,10 +35,24 @@ def compress(
     attack_ms: float = 30.0,
     release_ms: float = 250.0,
 ) -> np.ndarray:
-    """Feed-forward compression of ``(channels, samples)`` audio, no make-up gain."""
+    """Feed-forward compression of ``(channels, samples)`` or 1-D (mono) audio, no make-up
+    gain; returns ``(channels, samples)``.  ``threshold_db`` is absolute (dBFS, -120..20);
+    ``ratio``, ``attack_ms`` and ``release_ms`` follow :class:`Dynamics`'s rules.
+    :class:`Dynamics` sets the threshold relative to the clip's own loud level."""
+    _check_compressor(ratio, attack_ms, release_ms)
+    if not -120.0 <= threshold_db <= 20.0:
+        raise ParameterError("compress: threshold_db must be between -120 and 20 dBFS")
     plugin = pedalboard.Compressor(threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms,
                                    release_ms=release_ms)
-    return plugin(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+    return plugin(as_channels(audio), sample_rate)
+
+
+def _check_compressor(ratio: float, attack_ms: float, release_ms: float) -> None:
+    """The compressor's parameter rules, shared by :func:`compress` and :class:`Dynamics`."""
+    if not 1.0 <= ratio <= 20.0:
+        raise ParameterError("dynamics.ratio must be between 1 and 20")
+    if not 0.0 < attack_ms <= 1000.0 or not 0.0 < release_ms <= 5000.0:
+        raise ParameterError("dynamics.attack_ms must be in (0, 1000] and release_ms in (0, 5000]")
 
 
 @dataclass(frozen=True)
@@ -56,14 +71,11 @@ class Dynamics:
     min_range_lu: float = 8.0
 
     def __post_init__(self) -> None:
-        if not 1.0 <= self.ratio <= 20.0:
-            raise ParameterError("dynamics.ratio must be between 1 and 20")
+        _check_compressor(self.ratio, self.attack_ms, self.release_ms)
         if not -40.0 <= self.threshold_offset_db <= 20.0:
             raise ParameterError("dynamics.threshold_offset_db must be between -40 and 20")
         if not 0.0 < self.level_percentile <= 100.0:
             raise ParameterError("dynamics.level_percentile must be in (0, 100]")
-        if self.attack_ms <= 0 or self.release_ms <= 0:
-            raise ParameterError("dynamics.attack_ms and release_ms must be positive")
 
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context

@@ -10,9 +10,14 @@ import pedalboard
 from scipy import signal
 
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
 TILT_PIVOT_HZ = 1000.0
+#: A 2nd-order Butterworth designed at this fraction of the wanted corner and run forwards
+#: and backwards is -3.01 dB at the corner: its squared power response
+#: ``(w^4 / (1 + w^4))^2`` is 1/2 where ``w^4 = 1 / (sqrt(2) - 1)``.
+HIGHPASS_DESIGN_RATIO = float((np.sqrt(2.0) - 1.0) ** 0.25)
 
 
 def shape_spectrum(
@@ -26,18 +31,24 @@ def shape_spectrum(
     high_shelf_db: float = 0.0,
     tilt_db: float = 0.0,
 ) -> np.ndarray:
-    """Filter ``(channels, samples)`` audio with pedalboard's biquads.
+    """Filter ``(channels, samples)`` or 1-D (mono) audio; returns ``(channels, samples)``.
 
-    ``highpass_hz`` (0 = off) is a zero-phase high-pass with a 4th-order Butterworth
-    magnitude (a 2nd-order design run forwards and backwards with scipy; pedalboard's
-    high-pass is first order, too gentle against rumble).  It removes DC and rumble without
-    the phase shift a minimum-phase filter puts on the bass.
-    ``tilt_db`` adds a low shelf of ``-tilt_db/2`` and a high shelf of ``+tilt_db/2``
-    around 1 kHz (positive brightens).
+    ``highpass_hz`` (0 = off) is a zero-phase high-pass, -3.0 dB at ``highpass_hz``: a
+    2nd-order Butterworth run forwards and backwards with scipy, which squares its
+    magnitude (a 4th-order Linkwitz-Riley response: 24 dB/octave below the corner, -0.2 dB
+    an octave above it), so it is designed at ``highpass_hz * (sqrt(2) - 1) ** 0.25`` to
+    put the -3 dB point where asked.  It removes DC and rumble without the phase shift a
+    minimum-phase filter puts on the bass (pedalboard's high-pass is first order, too
+    gentle against rumble).  The shelves are pedalboard's biquads; ``tilt_db`` adds a low
+    shelf of ``-tilt_db/2`` and a high shelf of ``+tilt_db/2`` around 1 kHz (positive
+    brightens).  The parameters follow :class:`Equalizer`'s rules.
     """
-    x = np.asarray(audio, dtype=np.float32)
+    Equalizer(highpass_hz=highpass_hz, low_shelf_hz=low_shelf_hz, low_shelf_db=low_shelf_db,
+              high_shelf_hz=high_shelf_hz, high_shelf_db=high_shelf_db, tilt_db=tilt_db)
+    x = as_channels(audio)
     if highpass_hz > 0:
-        sos = signal.butter(2, highpass_hz, "highpass", fs=sample_rate, output="sos")
+        sos = signal.butter(2, highpass_hz * HIGHPASS_DESIGN_RATIO, "highpass", fs=sample_rate,
+                            output="sos")
         x = signal.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
     plugins: list[pedalboard.Plugin] = []
     if low_shelf_db:

@@ -17,6 +17,7 @@ from scipy import optimize, signal
 
 from genrestore.analysis import interchannel_correlation
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
 #: All-pass delays (ms) and gain: mutually prime-ish lengths spread the phase evenly.
@@ -37,9 +38,12 @@ def _allpass(x: np.ndarray, delay: int, gain: float) -> np.ndarray:
 
 
 def decorrelate(mono: np.ndarray, sample_rate: int, *, bass_hz: float = 250.0) -> np.ndarray:
-    """A decorrelated copy of ``(1, samples)`` audio with the same spectrum above
-    ``bass_hz`` and nothing below it."""
-    s = np.asarray(mono, dtype=np.float64)[0]
+    """A decorrelated copy, ``(1, samples)``, of ``(1, samples)`` or 1-D mono audio with the
+    same spectrum above ``bass_hz`` and nothing below it."""
+    x = as_channels(mono, dtype=np.float64)
+    if x.shape[0] != 1:
+        raise ParameterError("decorrelate takes mono audio (one channel)")
+    s = x[0]
     for ms in ALLPASS_MS:
         s = _allpass(s, max(1, round(ms * sample_rate / 1000.0)), ALLPASS_GAIN)
     sos = signal.butter(2, bass_hz, "highpass", fs=sample_rate, output="sos")
@@ -48,13 +52,13 @@ def decorrelate(mono: np.ndarray, sample_rate: int, *, bass_hz: float = 250.0) -
 
 def widen(mono: np.ndarray, sample_rate: int, *, correlation: float = 0.8,
           bass_hz: float = 250.0) -> np.ndarray:
-    """``(1, samples)`` mono to ``(2, samples)`` stereo whose mid is the input and whose
-    left/right correlation is ``correlation`` (between 0 and 1)."""
-    if not 0.0 <= correlation < 1.0:
-        raise ParameterError("stereo correlation must be at least 0 and below 1")
-    x = np.asarray(mono, dtype=np.float64)
+    """``(1, samples)`` or 1-D mono to ``(2, samples)`` stereo whose mid is the input and
+    whose left/right correlation is ``correlation`` (between 0 and 1).  The parameters
+    follow :class:`Stereo`'s rules."""
+    Stereo(correlation=correlation, bass_hz=bass_hz)
+    x = as_channels(mono, dtype=np.float64)
     if x.shape[0] != 1:
-        raise ParameterError("widen takes mono audio")
+        raise ParameterError("widen takes mono audio (one channel); downmix a stereo file first")
     side = decorrelate(x, sample_rate, bass_hz=bass_hz)
 
     def stereo(gain: float) -> np.ndarray:
