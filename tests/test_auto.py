@@ -74,7 +74,7 @@ def test_auto_treats_only_what_the_clip_needs() -> None:
     acted = {r.stage: r for r in result.reports if r.acted}
     assert {"declip", "denoise", "bwe", "loudness"} <= set(acted)
     assert acted["bwe"].details["cutoff_hz"] == pytest.approx(9000.0, abs=500.0)
-    assert result.reports[-1].stage == "guard"
+    assert result.reports[-1].summary == "guard: nothing got worse"
 
 
 def test_bwe_adaptive_leaves_full_band_input_alone() -> None:
@@ -155,4 +155,4 @@ def test_restore_explain_prints_every_stage(tmp_path: Path,
     out = capsys.readouterr().out
     assert "denoise skipped (noise floor" in out
     assert "stereo correlation 0.80" in out
-    assert "guard" in out
+    assert "guard     idle   guard: nothing got worse" in out

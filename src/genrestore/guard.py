@@ -61,12 +61,13 @@ class Finding:
 
 
 def _octave_levels(audio: np.ndarray, sample_rate: int, top_hz: float,
-                   noise_dbfs: float = -np.inf) -> np.ndarray:
-    """Octave-band levels (dB) from 125 Hz to ``top_hz``, less a white noise floor of
-    ``noise_dbfs`` (what denoising is meant to remove)."""
+                   noise_dbfs: float | None = None) -> np.ndarray:
+    """Octave-band levels (dB) from 125 Hz to ``top_hz``; with ``noise_dbfs``, less a white
+    noise floor of that level (what denoising may remove).  Band power is the long-term
+    density summed over the band, so the figure does not depend on the sample rate."""
     freqs, level = long_term_spectrum(audio, sample_rate)
     density = 10.0 ** (level / 10.0) * (freqs[1] - freqs[0])  # power per bin
-    noise_per_hz = 10.0 ** (noise_dbfs / 10.0) / (sample_rate / 2.0)
+    noise_per_hz = 0.0 if noise_dbfs is None else 10.0 ** (noise_dbfs / 10.0) / (sample_rate / 2.0)
     edges = 125.0 * 2.0 ** np.arange(0, 7)  # 125 Hz .. 8 kHz
     edges = edges[edges <= top_hz]
     bands = [max(float(density[(freqs >= lo) & (freqs < hi)].sum()) - noise_per_hz * (hi - lo),
@@ -79,7 +80,8 @@ class Baseline:
     """The input's side of the comparison, measured once however often the guard checks."""
 
     analysis: Analysis
-    octave_levels_db: np.ndarray | None  # less the noise floor; None if the band is too narrow
+    octave_levels_db: np.ndarray | None  # as measured; None if the band is too narrow
+    octave_music_db: np.ndarray | None  # less the noise floor: what must survive denoising
     floor_to_loudness_db: float | None  # noise floor under the cutoff minus the loudness
 
 
@@ -87,13 +89,15 @@ def baseline(before: np.ndarray, before_rate: int, analysis: Analysis) -> Baseli
     """Measure the input for :func:`check` (``(channels, samples)`` or 1-D mono)."""
     before = as_channels(before)
     top = min(analysis.cutoff_hz, 8000.0)
-    levels = (_octave_levels(before, before_rate, top, analysis.noise_floor_dbfs)
-              if top >= 500.0 else None)
+    levels = music = None
+    if top >= 500.0:
+        levels = _octave_levels(before, before_rate, top)
+        music = _octave_levels(before, before_rate, top, analysis.noise_floor_dbfs)
     floor = None
     if np.isfinite(analysis.integrated_lufs):
         floor = (noise_floor_dbfs(before, before_rate, max_hz=analysis.cutoff_hz)
                  - analysis.integrated_lufs)
-    return Baseline(analysis, levels, floor)
+    return Baseline(analysis, levels, music, floor)
 
 
 #: Stages that can raise the noise floor against the loudness, most likely first.
@@ -118,10 +122,13 @@ def check(
     if "stereo" in acted:
         after = after.mean(axis=0, keepdims=True)  # the mid: the input itself (see above)
     findings: list[Finding] = []
-    if base.octave_levels_db is not None:
+    if base.octave_levels_db is not None and base.octave_music_db is not None:
         top = min(analysis.cutoff_hz, 8000.0)
-        change = _octave_levels(after, after_rate, top) - base.octave_levels_db
-        loss = float(np.max(np.median(change) - change, initial=0.0))
+        out = _octave_levels(after, after_rate, top)
+        gain = float(np.median(out - base.octave_levels_db))  # the overall level change
+        # What each octave lost beyond the gain change, counting from the input's music
+        # (its level less the noise floor): removing hiss is not a loss.
+        loss = float(np.max(base.octave_music_db + gain - out, initial=0.0))
         if loss > max_band_loss_db:
             blame = next((s for s in BAND_CUTTERS if s in acted), "")
             findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
