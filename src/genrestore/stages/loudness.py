@@ -1,10 +1,18 @@
 """Loudness normalisation to a BS.1770 target with a true-peak brick-wall limiter.
 
-The gain to the target is applied, pedalboard's look-ahead ``BrickwallLimiter`` (true-peak
-side-chain) holds the ceiling, and because limiting lowers the loudness a little the gain
-is corrected and the limiter re-run until the result is within ``tolerance_lu`` of the
-target.  A final true-peak measurement trims any residual inter-sample overshoot, so the
-ceiling is held exactly as measured by :func:`genrestore.analysis.true_peak`.
+When the gain to the target keeps the input's true peak under ``ceiling_dbtp`` it is applied as a
+plain gain and the limiter does not run.  Otherwise pedalboard's look-ahead ``BrickwallLimiter``
+(true-peak side-chain) holds the ceiling, and the gain fed to it is chosen from a model of that
+limiter (:class:`_LimiterModel`: instant attack over the look-ahead, gain held while the envelope
+is over the ceiling, exponential release only below it), which predicts the loudness of its output
+for any gain within a few tenths of an LU on music.  Each real pass corrects the model by what it
+measured; the gain stays inside the bracket of the tries made so far (a try louder than the target
+bounds it from above, one where more gain stopped buying loudness bounds it too), never beyond
+``max_limiting_db`` of drive (or :data:`_MAX_DRIVE_DB` without a cap), and there are at most
+:data:`_MAX_PASSES` passes.  The last small error is removed by a plain gain: down always (it only
+lowers the peaks), up as far as the limited signal's true-peak headroom allows.  A target the
+limiter cannot reach ends at the closest try, and the result says why (the cap, or a saturated
+limiter).  The ceiling is held exactly as measured by :func:`genrestore.analysis.true_peak`.
 """
 
 from __future__ import annotations
@@ -15,11 +23,11 @@ from typing import ClassVar
 import numpy as np
 import pedalboard
 
-from genrestore.analysis import integrated_lufs, true_peak, true_peak_dbtp
+from genrestore.analysis import integrated_lufs, k_weighting_sos, true_peak, true_peak_dbtp
 from genrestore.errors import ParameterError
 from genrestore.stages.base import Context, StageReport, skipped
 
-_MAX_PASSES = 4
+_LIMITER_MARGIN_DB = 0.1  # the limiter's own ceiling sits this far under ceiling_dbtp
 
 
 def limit_true_peak(
@@ -31,14 +39,134 @@ def limit_true_peak(
     lookahead_ms: float = 5.0,
 ) -> np.ndarray:
     """Hold ``(channels, samples)`` audio at or below ``ceiling_dbtp`` (4x oversampled peak)."""
-    limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - 0.1, release_ms=release_ms,
-                                          lookahead_ms=lookahead_ms, true_peak=True)
+    limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - _LIMITER_MARGIN_DB,
+                                          release_ms=release_ms, lookahead_ms=lookahead_ms,
+                                          true_peak=True)
     out = limiter(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     peak = true_peak(out)
     if peak > ceiling:  # residual overshoot the side-chain missed: trim it statically
         out *= np.float32(ceiling / peak * 0.9999)
     return out
+
+
+_MAX_PASSES = 3
+#: Without a ``max_limiting_db`` cap, no pass drives the input's true peak more than this far over
+#: the ceiling.  pedalboard's limiter releases only while the envelope is under the ceiling, so a
+#: drive this large holds its gain near the clip's global minimum: the output tends to the input
+#: scaled statically to the ceiling, the quietest result of all.
+_MAX_DRIVE_DB = 24.0
+#: LU gained per dB of gain below which more gain no longer buys loudness (the limiter saturated).
+_SATURATED_SLOPE = 0.1
+#: A pass this much louder than the target is brought down by a plain gain, not another pass.
+_TRIM_DOWN_LU = 0.5
+
+
+class _LimiterModel:
+    """Predicted integrated loudness of :func:`limit_true_peak`'s output for any input gain.
+
+    The clip is cut into ~1 ms blocks: each block's K-weighted energy and peak (look-ahead held,
+    scaled so the largest is the true peak).  The limiter's gain follows pedalboard's rule: it
+    drops at once to ``ceiling / peak`` while the held peak is over the ceiling, does not recover
+    while it stays over, and recovers exponentially towards unity (``release_ms``) only when it
+    falls under.  The gain depth ``1 - g`` is then a running maximum in log space, so one
+    prediction is a few vectorised passes over the blocks (no limiter run).  The output's
+    loudness is BS.1770's gating applied to the block energies times the squared gain.
+    """
+
+    def __init__(self, audio: np.ndarray, sample_rate: int, *, peak: float, ceiling_dbtp: float,
+                 release_ms: float, lookahead_ms: float = 5.0) -> None:
+        from scipy.signal import sosfilt
+
+        x = np.atleast_2d(audio)
+        self.m = max(1, round(sample_rate * 0.001))
+        n = x.shape[-1] // self.m * self.m
+        weighted = sosfilt(k_weighting_sos(sample_rate), x[:, :n], axis=-1)
+        self.energy = (weighted * weighted).reshape(x.shape[0], -1, self.m).sum(axis=(0, 2))
+        block_peak = np.abs(x[:, :n]).reshape(x.shape[0], -1, self.m).max(axis=(0, 2))
+        sample_peak = float(block_peak.max(initial=0.0))
+        if sample_peak > 0.0:
+            block_peak = block_peak * (peak / sample_peak)
+        hold = int(np.ceil(lookahead_ms * 1e-3 * sample_rate / self.m))
+        padded = np.concatenate([block_peak, np.zeros(hold)])
+        self.held = np.lib.stride_tricks.sliding_window_view(padded, hold + 1).max(axis=1)
+        self.limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
+        self.log_release = -self.m / (release_ms * 1e-3 * sample_rate)
+        self.block = round(0.4 * sample_rate / self.m)
+        self.starts = np.arange(0, self.energy.size - self.block + 1, round(0.1 * sample_rate / self.m))
+
+    def lufs(self, gain_db: float) -> float:
+        scale = 10.0 ** (gain_db / 20.0)
+        over = scale * self.held > self.limit
+        depth = np.full(self.held.shape, -np.inf)
+        depth[over] = np.log(np.maximum(1.0 - self.limit / (scale * self.held[over]), 1e-300))
+        released = np.cumsum(np.where(over, 0.0, self.log_release))
+        log_depth = released + np.maximum.accumulate(depth - released)
+        gain = 1.0 - np.exp(log_depth)
+        cumulative = np.concatenate([[0.0], np.cumsum(self.energy * (scale * gain) ** 2)])
+        energy = (cumulative[self.starts + self.block] - cumulative[self.starts]) / (self.block * self.m)
+        loud = -0.691 + 10.0 * np.log10(np.maximum(energy, 1e-30))
+        kept = energy[loud > -70.0]
+        if kept.size == 0:
+            return float("-inf")
+        gate = -0.691 + 10.0 * np.log10(kept.mean()) - 10.0
+        return float(-0.691 + 10.0 * np.log10(energy[(loud > -70.0) & (loud > gate)].mean()))
+
+
+@dataclass(frozen=True)
+class LoudnessResult:
+    """What :func:`normalize_loudness` did, in full (the stage reports it)."""
+
+    audio: np.ndarray
+    lufs: float
+    gain_db: float  # total static gain: before the limiter plus the final plain correction
+    limiter_passes: int
+    reached: bool
+    limited_by: str  # "" when reached; "cap" (max_limiting_db) or "limiter" (saturated)
+
+
+def _plain_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
+    return np.asarray(audio, dtype=np.float32) * np.float32(10.0 ** (gain_db / 20.0))
+
+
+def _solve(model: _LimiterModel, target: float, low: float, high: float,
+           known: list[tuple[float, float]]) -> tuple[float, float]:
+    """The smallest gain in ``[low, high]`` the model puts at ``target``, or, when it puts none
+    there, the gain where it is loudest.  The model is first corrected by the ``known``
+    ``(gain, measured LUFS)`` points: their errors, interpolated linearly between them.
+    Returns ``(gain_db, predicted_lufs)``."""
+    known = sorted(known)
+    gains = [g for g, _ in known]
+    errors = [level - model.lufs(g) for g, level in known]
+
+    def predict(g: float) -> float:
+        return model.lufs(g) + float(np.interp(g, gains, errors))
+
+    grid = np.append(np.arange(low, high, 1.0), high)
+    best_g, best_l = low, predict(low)
+    prev_g = best_g
+    for g in grid[1:]:
+        level = predict(float(g))
+        if level >= target:  # crossed: refine by bisection inside this step
+            a, b = prev_g, float(g)
+            for _ in range(12):
+                mid = 0.5 * (a + b)
+                a, b = (mid, b) if predict(mid) < target else (a, mid)
+            return b, predict(b)
+        if level > best_l:
+            best_g, best_l = float(g), level
+        elif level < best_l - 1.0:
+            break  # well past the loudest point: the limiter only loses from here
+        prev_g = float(g)
+    # Unreachable: refine the loudest point (golden section over the neighbouring steps).
+    a, b = max(low, best_g - 1.0), min(high, best_g + 1.0)
+    ratio = 0.5 * (np.sqrt(5.0) - 1.0)
+    for _ in range(10):
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        a, b = (a, d) if predict(c) >= predict(d) else (c, b)
+    g = 0.5 * (a + b)
+    level = predict(g)
+    return (g, level) if level > best_l else (best_g, best_l)
 
 
 def normalize_loudness(
@@ -59,46 +187,97 @@ def normalize_loudness(
     ``input_lufs`` saves measuring the input again when the caller already has.
     ``max_limiting_db`` caps how far the gain may push peaks into the limiter (gain above
     what the input's true peak allows); a quiet, peaky clip then ends below the target
-    rather than squashed.
+    rather than squashed.  At most three limiter passes; a target out of reach ends at the
+    closest try (:func:`loudness_to_target` says why).
     """
-    loudness = integrated_lufs(audio, sample_rate) if input_lufs is None else input_lufs
-    if not np.isfinite(loudness):
-        out = limit_true_peak(audio, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
-        return out, float("-inf"), 0.0
-    start_lufs = loudness
-    gain_db = target_lufs - loudness
-    cap = float("inf")
-    if max_limiting_db is not None:
-        cap = ceiling_dbtp - true_peak_dbtp(audio) + max_limiting_db
-    gain_db = min(gain_db, cap)
-    out = np.asarray(audio, dtype=np.float32)
-    tried: list[tuple[float, float]] = []
-    best: tuple[float, np.ndarray, float, float] | None = None  # (|error|, audio, lufs, gain)
+    result = loudness_to_target(audio, sample_rate, target_lufs=target_lufs,
+                                ceiling_dbtp=ceiling_dbtp, release_ms=release_ms,
+                                tolerance_lu=tolerance_lu, input_lufs=input_lufs,
+                                max_limiting_db=max_limiting_db)
+    return result.audio, result.lufs, result.gain_db
+
+
+def loudness_to_target(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    target_lufs: float = -14.0,
+    ceiling_dbtp: float = -1.0,
+    release_ms: float = 80.0,
+    tolerance_lu: float = 0.2,
+    input_lufs: float | None = None,
+    max_limiting_db: float | None = None,
+) -> LoudnessResult:
+    """:func:`normalize_loudness` with the whole story: passes, target reached, and if not, why."""
+    x = np.asarray(audio, dtype=np.float32)
+    start = integrated_lufs(x, sample_rate) if input_lufs is None else input_lufs
+    if not np.isfinite(start):
+        out = limit_true_peak(x, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
+        return LoudnessResult(out, float("-inf"), 0.0, 1, False, "")
+    peak = true_peak(x)
+    free = ceiling_dbtp - 20.0 * np.log10(peak)  # the most gain that needs no limiting
+    wanted = target_lufs - start
+    if wanted <= free:  # a plain gain reaches the target with the peaks under the ceiling
+        out = _plain_gain(x, wanted)
+        return LoudnessResult(out, integrated_lufs(out, sample_rate), wanted, 0, True, "")
+
+    cap = free + (max_limiting_db if max_limiting_db is not None else _MAX_DRIVE_DB)
+    model = _LimiterModel(x, sample_rate, peak=peak, ceiling_dbtp=ceiling_dbtp,
+                          release_ms=release_ms)
+    # Real points: (gain, measured LUFS).  The free gain is one without a limiter run.
+    points: list[tuple[float, float]] = [(free, start + free)]
+    tries: list[tuple[float, float, np.ndarray]] = []
+
+    low, high = free, cap  # the bracket: later gains stay strictly inside it
+    rising = (free, start + free)  # the loudest try below the target where gain still paid
+    saturated = False
+    gain_db, _ = _solve(model, target_lufs, low, high, points)
     for _ in range(_MAX_PASSES):
-        scaled = out * np.float32(10.0 ** (gain_db / 20.0))
-        limited = limit_true_peak(scaled, sample_rate, ceiling_dbtp=ceiling_dbtp,
+        limited = limit_true_peak(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp=ceiling_dbtp,
                                   release_ms=release_ms)
-        loudness = integrated_lufs(limited, sample_rate)
-        error = target_lufs - loudness
-        if best is None or abs(error) < best[0]:
-            best = (abs(error), limited, loudness, gain_db)
-        if abs(error) <= tolerance_lu:
+        level = integrated_lufs(limited, sample_rate)
+        tries.append((gain_db, level, limited))
+        points.append((gain_db, level))
+        if target_lufs - tolerance_lu <= level <= target_lufs + _TRIM_DOWN_LU:
             break
-        tried.append((gain_db, loudness))
-        # LU gained per dB of gain: limiting makes it smaller.  First guess from how much
-        # the limiter took on this pass, then the secant through the last two passes.
-        taken = max(0.0, gain_db - (loudness - start_lufs))  # dB the limiter took back
-        slope = 1.0 - taken / (taken + 1.5)
-        if len(tried) >= 2:
-            (g0, l0), (g1, l1) = tried[-2], tried[-1]
-            if g1 != g0:
-                slope = float(np.clip((l1 - l0) / (g1 - g0), 0.25, 1.0))
-        if gain_db >= cap and error > 0:
-            break  # the cap stops here: the target is out of reach
-        gain_db = min(gain_db + error / slope, cap)
-    # A target the limiter cannot reach (too little crest factor left) ends at the closest try.
-    _, limited, loudness, gain_db = best
-    return limited, loudness, gain_db
+        if level > target_lufs:
+            high = min(high, gain_db)  # too loud: nothing above this gain is needed
+        elif gain_db > rising[0] and (level - rising[1]) / (gain_db - rising[0]) > _SATURATED_SLOPE:
+            rising = (gain_db, level)
+            low = max(low, gain_db)
+        else:  # more gain stopped buying loudness: nothing above this gain is any better
+            saturated = True
+            high = min(high, gain_db)
+        if high - low < 0.05:
+            break
+        gain_db, predicted = _solve(model, target_lufs, low + 0.01, high - 0.01, points)
+        if predicted < target_lufs and predicted - max(t[1] for t in tries) < 0.5 * tolerance_lu:
+            break  # out of reach, and no gain left in the bracket promises a closer try
+    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, sample_rate,
+                   capped=max_limiting_db is not None, cap=cap, saturated=saturated)
+
+
+def _finish(tries: list[tuple[float, float, np.ndarray]], target: float, tolerance: float,
+            ceiling_dbtp: float, sample_rate: int, *, capped: bool, cap: float,
+            saturated: bool) -> LoudnessResult:
+    """Pick the closest try and remove what is left of the error by a plain gain."""
+    louder = [t for t in tries if t[1] >= target]
+    if louder:  # the least-limited try over the target, turned down onto it
+        gain_db, level, limited = min(louder, key=lambda t: t[0])
+        trim = target - level
+    else:  # the loudest try, turned up as far as its true-peak headroom allows
+        gain_db, level, limited = max(tries, key=lambda t: t[1])
+        headroom = ceiling_dbtp - true_peak_dbtp(limited)
+        trim = max(0.0, min(target - level, headroom - 0.001))
+    out = limited
+    if trim != 0.0:
+        out = _plain_gain(limited, trim)
+        level = integrated_lufs(out, sample_rate)
+    reached = abs(level - target) <= tolerance
+    why = ""
+    if not reached:
+        why = "cap" if capped and gain_db >= cap - 0.05 and not saturated else "limiter"
+    return LoudnessResult(out, level, gain_db + trim, len(tries), reached, why)
 
 
 @dataclass(frozen=True)
@@ -125,23 +304,26 @@ class Loudness:
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
         before = integrated_lufs(audio, sample_rate)
-        out, after, gain_db = normalize_loudness(
+        result = loudness_to_target(
             audio, sample_rate, target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp,
             release_ms=self.release_ms, input_lufs=before,
             max_limiting_db=self.max_limiting_db or None,
         )
+        out, after = result.audio, result.lufs
         peak = true_peak_dbtp(out)
         if not np.isfinite(before):
             report = skipped(self.name, "silent or shorter than 0.4 s; peaks limited only",
                              true_peak_dbtp=round(peak, 2))
             return out, sample_rate, report
         summary = f"loudness {before:.1f}->{after:.1f} LUFS, peak {peak:.1f} dBTP"
-        reached = abs(after - self.target_lufs) <= 0.5
-        if not reached:
-            summary += f" (target {self.target_lufs:g} not reached"
-            summary += f": limiting capped at {self.max_limiting_db:g} dB)" if (
-                self.max_limiting_db) else ")"
+        if result.limited_by == "cap":
+            summary += (f" (target {self.target_lufs:g} not reached: limiting capped at "
+                        f"{self.max_limiting_db:g} dB)")
+        elif result.limited_by == "limiter":
+            summary += (f" (target {self.target_lufs:g} not reached: the limiter is saturated, "
+                        "more gain makes it no louder)")
         details = {"input_lufs": round(before, 2), "output_lufs": round(after, 2),
-                   "gain_db": round(gain_db, 2), "true_peak_dbtp": round(peak, 2),
-                   "target_reached": reached}
+                   "gain_db": round(result.gain_db, 2), "true_peak_dbtp": round(peak, 2),
+                   "target_reached": result.reached, "limiter_passes": result.limiter_passes,
+                   "not_reached_because": result.limited_by or None}
         return out, sample_rate, StageReport(self.name, True, summary, details)
