@@ -17,6 +17,7 @@ limiter).  The ceiling is held exactly as measured by :func:`genrestore.analysis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -60,6 +61,8 @@ _MAX_DRIVE_DB = 24.0
 _SATURATED_SLOPE = 0.1
 #: A pass this much louder than the target is brought down by a plain gain, not another pass.
 _TRIM_DOWN_LU = 0.5
+#: The passes aim this much over the target: a miss upwards costs a plain gain, downwards a pass.
+_AIM_LU = 0.1
 
 
 class _LimiterModel:
@@ -122,51 +125,59 @@ class LoudnessResult:
     gain_db: float  # total static gain: before the limiter plus the final plain correction
     limiter_passes: int
     reached: bool
-    limited_by: str  # "" when reached; "cap" (max_limiting_db) or "limiter" (saturated)
+    #: Why the target was not reached: "" (it was), "cap" (``max_limiting_db``, or
+    #: :data:`_MAX_DRIVE_DB` without one, stopped a gain that would still have bought loudness)
+    #: or "limiter" (more gain no longer made it louder).
+    limited_by: str
 
 
 def _plain_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
     return np.asarray(audio, dtype=np.float32) * np.float32(10.0 ** (gain_db / 20.0))
 
 
-def _solve(model: _LimiterModel, target: float, low: float, high: float,
-           known: list[tuple[float, float]]) -> tuple[float, float]:
-    """The smallest gain in ``[low, high]`` the model puts at ``target``, or, when it puts none
-    there, the gain where it is loudest.  The model is first corrected by the ``known``
-    ``(gain, measured LUFS)`` points: their errors, interpolated linearly between them.
-    Returns ``(gain_db, predicted_lufs)``."""
+def _corrected(model: _LimiterModel, known: list[tuple[float, float]]) -> Callable[[float], float]:
+    """The model's prediction corrected by the ``known`` ``(gain, measured LUFS)`` points: their
+    errors, interpolated linearly between them (exact at every measured point)."""
     known = sorted(known)
     gains = [g for g, _ in known]
     errors = [level - model.lufs(g) for g, level in known]
 
-    def predict(g: float) -> float:
-        return model.lufs(g) + float(np.interp(g, gains, errors))
+    def predict(gain_db: float) -> float:
+        return model.lufs(gain_db) + float(np.interp(gain_db, gains, errors))
 
-    grid = np.append(np.arange(low, high, 1.0), high)
-    best_g, best_l = low, predict(low)
-    prev_g = best_g
-    for g in grid[1:]:
-        level = predict(float(g))
-        if level >= target:  # crossed: refine by bisection inside this step
-            a, b = prev_g, float(g)
-            for _ in range(12):
-                mid = 0.5 * (a + b)
-                a, b = (mid, b) if predict(mid) < target else (a, mid)
-            return b, predict(b)
-        if level > best_l:
-            best_g, best_l = float(g), level
-        elif level < best_l - 1.0:
-            break  # well past the loudest point: the limiter only loses from here
-        prev_g = float(g)
-    # Unreachable: refine the loudest point (golden section over the neighbouring steps).
-    a, b = max(low, best_g - 1.0), min(high, best_g + 1.0)
+    return predict
+
+
+def _solve(predict: Callable[[float], float], target: float, low: float, high: float
+           ) -> tuple[float, float]:
+    """The smallest gain in ``[low, high]`` that ``predict`` puts at ``target``, or, when it puts
+    none there, the gain where it is loudest.  Returns ``(gain_db, predicted_lufs)``.
+
+    The whole range is scanned in 1 dB steps: loudness against gain is not unimodal (a clip of
+    sparse transients first loses loudness as they are limited, then gains it again once its
+    quieter body dominates the gated blocks).
+    """
+    grid = np.linspace(low, high, max(2, int(np.ceil(high - low)) + 1))
+    levels = [predict(float(g)) for g in grid]
+    crossed = np.flatnonzero(np.asarray(levels) >= target)
+    if crossed.size:
+        k = int(crossed[0])
+        if k == 0:
+            return float(grid[0]), levels[0]
+        a, b = float(grid[k - 1]), float(grid[k])
+        for _ in range(12):  # bisection inside the step that crosses
+            mid = 0.5 * (a + b)
+            a, b = (mid, b) if predict(mid) < target else (a, mid)
+        return b, predict(b)
+    k = int(np.argmax(levels))
+    a, b = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, grid.size - 1)])
     ratio = 0.5 * (np.sqrt(5.0) - 1.0)
-    for _ in range(10):
+    for _ in range(10):  # golden section around the loudest step
         c, d = b - ratio * (b - a), a + ratio * (b - a)
         a, b = (a, d) if predict(c) >= predict(d) else (c, b)
     g = 0.5 * (a + b)
     level = predict(g)
-    return (g, level) if level > best_l else (best_g, best_l)
+    return (g, level) if level > levels[k] else (float(grid[k]), levels[k])
 
 
 def normalize_loudness(
@@ -229,9 +240,8 @@ def loudness_to_target(
     tries: list[tuple[float, float, np.ndarray]] = []
 
     low, high = free, cap  # the bracket: later gains stay strictly inside it
-    rising = (free, start + free)  # the loudest try below the target where gain still paid
-    saturated = False
-    gain_db, _ = _solve(model, target_lufs, low, high, points)
+    rising = (free, start + free)  # the last try below the target where more gain still paid
+    gain_db, _ = _solve(_corrected(model, points), target_lufs + _AIM_LU, low, high)
     for _ in range(_MAX_PASSES):
         limited = limit_true_peak(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp=ceiling_dbtp,
                                   release_ms=release_ms)
@@ -241,42 +251,49 @@ def loudness_to_target(
         if target_lufs - tolerance_lu <= level <= target_lufs + _TRIM_DOWN_LU:
             break
         if level > target_lufs:
-            high = min(high, gain_db)  # too loud: nothing above this gain is needed
+            high = min(high, gain_db)  # too loud: the target lies at a smaller gain
         elif gain_db > rising[0] and (level - rising[1]) / (gain_db - rising[0]) > _SATURATED_SLOPE:
             rising = (gain_db, level)
-            low = max(low, gain_db)
-        else:  # more gain stopped buying loudness: nothing above this gain is any better
-            saturated = True
-            high = min(high, gain_db)
+            low = max(low, gain_db)  # more gain still paid: the target lies at a larger one
         if high - low < 0.05:
             break
-        gain_db, predicted = _solve(model, target_lufs, low + 0.01, high - 0.01, points)
+        # Otherwise more gain stopped paying here (measured, never assumed): the corrected model
+        # goes on only where it predicts a try closer than the best so far, else this ends.
+        gain_db, predicted = _solve(_corrected(model, points), target_lufs + _AIM_LU, low + 0.01,
+                                    high - 0.01)
         if predicted < target_lufs and predicted - max(t[1] for t in tries) < 0.5 * tolerance_lu:
             break  # out of reach, and no gain left in the bracket promises a closer try
-    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, sample_rate,
-                   capped=max_limiting_db is not None, cap=cap, saturated=saturated)
+    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, sample_rate, model=model,
+                   points=points, cap=cap)
 
 
 def _finish(tries: list[tuple[float, float, np.ndarray]], target: float, tolerance: float,
-            ceiling_dbtp: float, sample_rate: int, *, capped: bool, cap: float,
-            saturated: bool) -> LoudnessResult:
-    """Pick the closest try and remove what is left of the error by a plain gain."""
-    louder = [t for t in tries if t[1] >= target]
-    if louder:  # the least-limited try over the target, turned down onto it
-        gain_db, level, limited = min(louder, key=lambda t: t[0])
-        trim = target - level
-    else:  # the loudest try, turned up as far as its true-peak headroom allows
-        gain_db, level, limited = max(tries, key=lambda t: t[1])
-        headroom = ceiling_dbtp - true_peak_dbtp(limited)
-        trim = max(0.0, min(target - level, headroom - 0.001))
+            ceiling_dbtp: float, sample_rate: int, *, model: _LimiterModel,
+            points: list[tuple[float, float]], cap: float) -> LoudnessResult:
+    """Pick the closest try and remove what is left of the error by a plain gain: down always
+    (it only lowers the peaks), up as far as the try's true-peak headroom allows.  Among tries
+    that reach the target that way, the least limited (smallest gain) wins."""
+    trims = []
+    for _, level, limited in tries:
+        if level >= target:
+            trims.append(target - level)
+        else:
+            headroom = ceiling_dbtp - true_peak_dbtp(limited) - 0.001
+            trims.append(max(0.0, min(target - level, headroom)))
+    ends = [t[1] + trim for t, trim in zip(tries, trims, strict=True)]
+    good = [k for k, end in enumerate(ends) if abs(end - target) <= tolerance]
+    pick = min(good, key=lambda k: tries[k][0]) if good else int(np.argmax(ends))
+    (gain_db, level, limited), trim = tries[pick], trims[pick]
     out = limited
     if trim != 0.0:
         out = _plain_gain(limited, trim)
         level = integrated_lufs(out, sample_rate)
     reached = abs(level - target) <= tolerance
     why = ""
-    if not reached:
-        why = "cap" if capped and gain_db >= cap - 0.05 and not saturated else "limiter"
+    if not reached:  # the cap is to blame if, past it, the limiter would have come closer
+        predict = _corrected(model, points)
+        beyond = max(predict(cap + step) for step in (1.0, 2.0, 4.0, 8.0))
+        why = "cap" if gain_db >= cap - 0.5 and beyond > level + tolerance else "limiter"
     return LoudnessResult(out, level, gain_db + trim, len(tries), reached, why)
 
 
@@ -318,7 +335,7 @@ class Loudness:
         summary = f"loudness {before:.1f}->{after:.1f} LUFS, peak {peak:.1f} dBTP"
         if result.limited_by == "cap":
             summary += (f" (target {self.target_lufs:g} not reached: limiting capped at "
-                        f"{self.max_limiting_db:g} dB)")
+                        f"{self.max_limiting_db or _MAX_DRIVE_DB:g} dB)")
         elif result.limited_by == "limiter":
             summary += (f" (target {self.target_lufs:g} not reached: the limiter is saturated, "
                         "more gain makes it no louder)")
