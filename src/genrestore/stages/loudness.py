@@ -137,13 +137,17 @@ def _plain_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
 
 def _corrected(model: _LimiterModel, known: list[tuple[float, float]]) -> Callable[[float], float]:
     """The model's prediction corrected by the ``known`` ``(gain, measured LUFS)`` points: their
-    errors, interpolated linearly between them (exact at every measured point)."""
+    errors, interpolated linearly between them (exact at every measured point) and, past the
+    largest, extrapolated along the last two (so the corrected slope there is the measured one)."""
     known = sorted(known)
     gains = [g for g, _ in known]
     errors = [level - model.lufs(g) for g, level in known]
+    trend = (errors[-1] - errors[-2]) / (gains[-1] - gains[-2]) if len(known) > 1 and (
+        gains[-1] - gains[-2] > 0.05) else 0.0
 
     def predict(gain_db: float) -> float:
-        return model.lufs(gain_db) + float(np.interp(gain_db, gains, errors))
+        error = float(np.interp(gain_db, gains, errors)) + trend * max(0.0, gain_db - gains[-1])
+        return model.lufs(gain_db) + error
 
     return predict
 
@@ -292,8 +296,9 @@ def _finish(tries: list[tuple[float, float, np.ndarray]], target: float, toleran
     why = ""
     if not reached:  # the cap is to blame if, past it, the limiter would have come closer
         predict = _corrected(model, points)
-        beyond = max(predict(cap + step) for step in (1.0, 2.0, 4.0, 8.0))
-        why = "cap" if gain_db >= cap - 0.5 and beyond > level + tolerance else "limiter"
+        still_rising = predict(cap) - predict(cap - 1.0) > _SATURATED_SLOPE
+        beyond = max(predict(cap + step) for step in (1.0, 2.0, 4.0, 8.0)) > level + tolerance
+        why = "cap" if gain_db >= cap - 0.5 and (still_rising or beyond) else "limiter"
     return LoudnessResult(out, level, gain_db + trim, len(tries), reached, why)
 
 
