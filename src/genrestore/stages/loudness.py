@@ -168,13 +168,14 @@ def _solve(predict: Callable[[float], float], target: float, low: float, high: f
     quieter body dominates the gated blocks).
     """
     grid = np.linspace(low, high, max(2, int(np.ceil(high - low)) + 1))
-    levels = [predict(float(g)) for g in grid]
-    crossed = np.flatnonzero(np.asarray(levels) >= target)
-    if crossed.size:
-        k = int(crossed[0])
+    levels: list[float] = []
+    for k, g in enumerate(grid):
+        levels.append(predict(float(g)))
+        if levels[-1] < target:
+            continue
         if k == 0:
-            return float(grid[0]), levels[0]
-        a, b = float(grid[k - 1]), float(grid[k])
+            return float(g), levels[0]
+        a, b = float(grid[k - 1]), float(g)
         for _ in range(12):  # bisection inside the step that crosses
             mid = 0.5 * (a + b)
             a, b = (mid, b) if predict(mid) < target else (a, mid)
