@@ -106,6 +106,10 @@ def test_other_layouts_are_parameter_errors(bad: np.ndarray) -> None:
     (lambda x: resample(x, RATE, 44100, quality="best"), "resample.quality"),
     (lambda x: widen(x, RATE, correlation=1.5), "stereo.correlation"),
     (lambda x: dither(x, bits=12), "16 or 24"),
+    (lambda x: normalize_loudness(x, RATE, target_lufs=0.0), "loudness.target_lufs"),
+    (lambda x: normalize_loudness(x, RATE, max_limiting_db=-3.0), "loudness.max_limiting_db"),
+    (lambda x: limit_true_peak(x, RATE, ceiling_dbtp=3.0), "loudness.ceiling_dbtp"),
+    (lambda x: limit_true_peak(x, RATE, release_ms=0.0), "loudness.release_ms"),
 ])
 def test_stage_functions_validate_like_their_stage_class(call: Callable[[np.ndarray], Any],
                                                          message: str) -> None:

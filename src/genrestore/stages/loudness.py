@@ -28,6 +28,7 @@ import pedalboard
 
 from genrestore.analysis import integrated_lufs, k_weighting_sos, true_peak, true_peak_dbtp
 from genrestore.errors import ParameterError
+from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
 _LIMITER_MARGIN_DB = 0.1  # the limiter's own ceiling sits this far under ceiling_dbtp
@@ -41,11 +42,16 @@ def limit_true_peak(
     release_ms: float = 80.0,
     lookahead_ms: float = 5.0,
 ) -> np.ndarray:
-    """Hold ``(channels, samples)`` audio at or below ``ceiling_dbtp`` (4x oversampled peak)."""
+    """Hold ``(channels, samples)`` or 1-D (mono) audio at or below ``ceiling_dbtp`` (4x
+    oversampled peak); returns ``(channels, samples)``.  ``ceiling_dbtp`` and ``release_ms``
+    follow :class:`Loudness`'s rules; ``lookahead_ms`` is 0.1-50 ms."""
+    Loudness(ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
+    if not 0.1 <= lookahead_ms <= 50.0:
+        raise ParameterError("loudness: lookahead_ms must be between 0.1 and 50")
     limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - _LIMITER_MARGIN_DB,
                                           release_ms=release_ms, lookahead_ms=lookahead_ms,
                                           true_peak=True)
-    out = limiter(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+    out = limiter(as_channels(audio), sample_rate)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     peak = true_peak(out)
     if peak > ceiling:  # residual overshoot the side-chain missed: trim it statically
@@ -230,8 +236,16 @@ def loudness_to_target(
     input_lufs: float | None = None,
     max_limiting_db: float | None = None,
 ) -> LoudnessResult:
-    """:func:`normalize_loudness` with the whole story: passes, target reached, and if not, why."""
-    x = np.asarray(audio, dtype=np.float32)
+    """:func:`normalize_loudness` with the whole story: passes, target reached, and if not, why.
+
+    ``audio`` is ``(channels, samples)`` or 1-D (mono); the result is ``(channels, samples)``.
+    The parameters follow :class:`Loudness`'s rules (``max_limiting_db=None`` is no cap);
+    ``tolerance_lu`` is 0.01-3 LU."""
+    Loudness(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms,
+             max_limiting_db=0.0 if max_limiting_db is None else max_limiting_db)
+    if not 0.01 <= tolerance_lu <= 3.0:
+        raise ParameterError("loudness: tolerance_lu must be between 0.01 and 3")
+    x = as_channels(audio)
     start = integrated_lufs(x, sample_rate) if input_lufs is None else input_lufs
     if not np.isfinite(start):
         out = limit_true_peak(x, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
