@@ -52,7 +52,7 @@ def test_batch_survives_bad_files(tmp_path: Path, clip_file: Path,
     sf.write(folder / "lo.wav", sine(1000, 8000, 1.0).T, 8000)
     sf.write(folder / "one.wav", np.zeros((1, 1), np.float32), 44100)
     outdir = tmp_path / "out"
-    code = main(["restore", str(folder), "-o", str(outdir), "--quiet"])
+    code = main(["restore", str(folder), "-o", str(outdir), "--preset", "none"])
     err = capsys.readouterr().err
     assert code == 1
     assert "4 restored, 5 failed" in err
