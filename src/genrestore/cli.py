@@ -124,8 +124,9 @@ RESTORED_SUFFIX = "_restored"
 class BatchPlan:
     """What ``restore`` will do: ``pairs`` (source, destination, format) to run; ``refusals``
     (source, one error line: a destination that is an input, collides or exists); ``sources``
-    (every source of the batch, refused ones included); ``skipped`` (earlier outputs found
-    while walking a folder, not restored again); ``report_folder`` (the report's default
+    (every file of the batch that must never be written: sources, refused ones included, and
+    skipped files beside them); ``skipped`` (earlier outputs found while walking a folder,
+    not restored again); ``report_folder`` (the report's default
     folder: beside the outputs)."""
 
     pairs: tuple[tuple[Path, Path, str], ...]
@@ -157,23 +158,26 @@ def _is_under(path: Path, folder: Path) -> bool:
     return True
 
 
-def _walk(inputs: Sequence[str], output: str | None) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    """Files of the batch as (file, path relative to its root), and the earlier outputs a
-    folder walk left out.
+def _walk(inputs: Sequence[str], output: str | None
+          ) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Files of the batch as (file, path relative to its root), then what a folder walk left
+    out: earlier outputs beside their inputs, and files under the output folder.
 
     Left out of a walk: files under the output folder, and, when outputs go beside their
-    inputs, ``STEM_restored.wav``/``.flac`` beside a ``STEM.*`` of the same walk.  A file
+    inputs, ``STEM_restored.wav``/``.flac`` beside a ``STEM.*`` of the same walk (an earlier
+    output, or an input that only looks like one: it is protected as an input).  A file
     named on the command line is always taken.
     """
     found: list[tuple[Path, Path]] = []
     skipped: list[Path] = []
+    in_output: list[Path] = []
     output_dir = Path(output) if output is not None and Path(output).is_dir() else None
     for raw in inputs:
         walked = Path(raw).is_dir()
         files = find_audio_files([raw])
-        if walked and output_dir is not None:
+        if walked and output_dir is not None and not os.path.samefile(raw, output_dir):
             inside = [f for f in files if _is_under(f[0], output_dir)]
-            skipped += [f for f, _ in inside]
+            in_output += [f for f, _ in inside]
             files = [f for f in files if f not in inside]
         if walked and output is None:
             stems = {(f.parent, f.stem) for f, _ in files}
@@ -184,7 +188,7 @@ def _walk(inputs: Sequence[str], output: str | None) -> tuple[list[tuple[Path, P
             skipped += [f for f, _ in earlier]
             files = [f for f in files if f not in earlier]
         found += files
-    return found, skipped
+    return found, skipped, in_output
 
 
 def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tuple[str, Path | None]:
@@ -227,10 +231,11 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
     destination without ``overwrite``.  Raises :class:`ParameterError` for usage errors
     (no files, ``-o`` that cannot hold the batch, ``--format`` against the ``-o`` suffix).
     """
-    found, skipped = _walk(inputs, output)
+    found, skipped, in_output = _walk(inputs, output)
     if not found:
+        left = len(skipped) + len(in_output)
         raise ParameterError("no audio files found in " + ", ".join(inputs)
-                             + (f" ({len(skipped)} earlier outputs skipped)" if skipped else ""))
+                             + (f" ({left} earlier outputs skipped)" if left else ""))
     kind, out = _output_target(inputs, output, len(found))
     if kind == "file":
         assert out is not None
@@ -253,15 +258,21 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
             except ValueError:  # absolute and relative paths mixed
                 report_folder = planned[0][1].parent
     sources: dict[tuple[int, int], Path] = {}
-    for src, _, _ in planned:
+    for src in [src for src, _, _ in planned] + skipped:
         key = _identity(src)
         if key is not None:
             sources.setdefault(key, src)
+    kept = {_identity(f) for f in skipped}
     pairs: list[tuple[Path, Path, str]] = []
     refusals: list[tuple[Path, str]] = []
     taken: dict[object, Path] = {}
     for src, dst, fmt in planned:
         key = _identity(dst)
+        if key is not None and key in kept:
+            refusals.append((src, f"{src}: output {dst} exists in the folder being restored and "
+                                  f"is never replaced there (it may be an input): delete it, or "
+                                  f"restore into -o FOLDER"))
+            continue
         if key is not None and key in sources:
             refusals.append((src, f"{src}: output {dst} is an input of this batch "
                                   f"({sources[key]}); refusing to overwrite it"))
@@ -276,8 +287,9 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
             refusals.append((src, f"{src}: output {dst} exists (use --overwrite to replace it)"))
             continue
         pairs.append((src, dst, fmt))
-    return BatchPlan(tuple(pairs), tuple(refusals), tuple(dict.fromkeys(s for s, _, _ in planned)),
-                     tuple(skipped), report_folder)
+    every = [src for src, _, _ in planned] + skipped
+    return BatchPlan(tuple(pairs), tuple(refusals), tuple(dict.fromkeys(every)),
+                     tuple(skipped + in_output), report_folder)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -294,7 +306,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         report_path = Path(args.report) if args.report else plan.report_folder / "report.html"
         _check_report_path(report_path, args.overwrite)
     if plan.skipped and not args.quiet:
-        print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) of genrestore "
+        print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) found in the folders "
               f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
     jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, args.overwrite)
             for src, dst, fmt in plan.pairs]
@@ -604,10 +616,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "any work unless --overwrite.",
         epilog="When a folder is walked: files under the -o folder are not inputs, and, when the "
                "outputs go beside\nthe inputs, STEM_restored.wav/.flac beside a STEM.* is taken "
-               "as an earlier output: it is\nskipped (not restored again; the count is printed) "
-               "and replaced only with --overwrite.\nA file named on the command line is always "
-               "an input.  A file name starting with '-': write\n./-x.wav, or put -- before the "
-               "file names.")
+               "as an earlier output: it is skipped\n(not restored again; the count is printed) "
+               "and never replaced, even with --overwrite (it may\nbe an input): to restore such "
+               "a folder again, delete the earlier outputs or use -o FOLDER.\nA file named on "
+               "the command line is always an input.  A file name starting with '-': write\n"
+               "./-x.wav, or put -- before the file names.")
     p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
     p.add_argument("-o", "--output",
                    help="output file (one input file; its suffix .wav/.flac sets the format) or "
