@@ -211,7 +211,7 @@ def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tup
         return "folder", out
     if one_file:
         if suffix not in OUTPUT_FORMATS:
-            raise ParameterError(f"-o {output}: .{suffix} is not an output format "
+            raise ParameterError(f"-o {output}: {out.suffix or 'no suffix'} is not an output format "
                                  f"({', '.join(OUTPUT_FORMATS)}); to write into a folder, "
                                  f"end the name with /")
         return "file", out
