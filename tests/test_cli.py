@@ -154,6 +154,14 @@ def test_quiet_prints_only_errors(tmp_path: Path, clip_file: Path,
     assert err.splitlines() == [line for line in err.splitlines() if "error:" in line]
     (line,) = err.splitlines()
     assert "bad.wav: not a readable audio file" in line
+    # a warning (samples clipped on a 16-bit write of a +2 dBFS clip) is not an error either; a
+    # subprocess, because pytest's own log handler would hide it from stderr here
+    for flags, warned in (([], True), (["-q"], False)):
+        done = subprocess.run([sys.executable, "-m", "genrestore.cli", "restore", str(clip_file),
+                               "-o", str(tmp_path / f"loud{len(flags)}.wav"), "--preset", "none",
+                               "--bits", "16", *flags], capture_output=True, text=True, check=True)
+        assert ("clipped at full scale" in done.stderr) == warned
+        assert (done.stdout == "") != warned
 
 
 @pytest.mark.parametrize(("output", "extra", "problem"), [
@@ -175,9 +183,10 @@ def test_several_inputs_with_a_file_name_as_output(clip_file: Path, tmp_path: Pa
     other = clip_file.with_name("other.wav")
     other.write_bytes(clip_file.read_bytes())
     for args in ([str(clip_file), str(other)], [str(clip_file.parent)]):
-        assert main(["restore", *args, "-o", str(tmp_path / "out.wav"), "--preset", "none"]) == 2
-        assert "give a folder" in capsys.readouterr().err
-        assert not (tmp_path / "out.wav").exists()
+        for name in ("out.wav", "out.v2"):
+            assert main(["restore", *args, "-o", str(tmp_path / name), "--preset", "none"]) == 2
+            assert "give a folder" in capsys.readouterr().err
+            assert not (tmp_path / name).exists()
 
 
 def test_output_suffix_decides_the_format_and_a_folder_is_named_as_one(

@@ -24,13 +24,7 @@ from tqdm import tqdm
 
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
-from genrestore.io import (
-    AUDIO_EXTENSIONS,
-    OUTPUT_BITS,
-    OUTPUT_FORMATS,
-    OUTPUT_RATES_HZ,
-    find_audio_files,
-)
+from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
 from genrestore.pipeline import (
     DEFAULT_PRESET,
     FileResult,
@@ -194,9 +188,9 @@ def _walk(inputs: Sequence[str], output: str | None
 def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tuple[str, Path | None]:
     """How ``-o`` is read: ("beside", None), ("file", path) or ("folder", path).
 
-    A folder when it exists as one, ends with a slash, or has no audio suffix (several
-    inputs); a file name for one input file only, and then its suffix must be an output
-    format.  Anything else is a usage error.
+    A folder when it exists as one, ends with a slash, or has no suffix; a file name for one
+    input file only, and then its suffix must be an output format.  Anything else is a usage
+    error: a folder is created only when the user named one.
     """
     if output is None:
         return "beside", None
@@ -215,10 +209,8 @@ def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tup
                                  f"({', '.join(OUTPUT_FORMATS)}); to write into a folder, "
                                  f"end the name with /")
         return "file", out
-    if f".{suffix}" in AUDIO_EXTENSIONS or suffix in OUTPUT_FORMATS:
-        raise ParameterError(f"-o {output}: names one file, but the batch has {count} files; "
-                             f"give a folder")
-    return "folder", out
+    raise ParameterError(f"-o {output}: names one file, but the batch has {count} files; "
+                         f"give a folder (end the name with /)")
 
 
 def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format: str | None = None,
@@ -393,9 +385,14 @@ def _run_alone(job: Job, protect: tuple[Path, ...]) -> Outcome:
 
 
 def _check_report_path(path: Path, overwrite: bool) -> None:
-    """Refuse, before any work, a report that would replace an earlier one."""
+    """Refuse, before any work, a report that would replace an earlier one or that cannot be
+    drawn (matplotlib missing)."""
+    import importlib.util
+
     from genrestore.report import report_conflict
 
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ParameterError("the HTML report needs matplotlib: pip install 'genrestore[report]'")
     conflict = report_conflict(path)
     if conflict is not None and not overwrite:
         raise ParameterError(conflict)
@@ -720,7 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"write ./{dash} or put -- before the file names", file=sys.stderr)
         return EXIT_USAGE
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    quiet = getattr(args, "quiet", False) and not args.verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        logging.ERROR if quiet else logging.WARNING,
                         format="genrestore: %(message)s", stream=sys.stderr)
     if getattr(args, "jobs", 1) < 1:
         parser.error("--jobs must be at least 1")
