@@ -287,3 +287,35 @@ def test_file_named_like_an_option(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (tmp_path / "-x_restored.wav").exists()
     assert main(["restore", "./-x.wav", "--preset", "none", "-q", "-o", "y.wav"]) == 0
     assert_unchanged(before)
+
+
+def test_restore_file_never_writes_a_protected_path(tmp_path: Path) -> None:
+    from genrestore.errors import AudioFileError
+    from genrestore.pipeline import restore_file
+
+    a, b = tone(tmp_path / "a.wav", 440), tone(tmp_path / "b.wav", 660)
+    before = hashes(tmp_path)
+    with pytest.raises(AudioFileError, match="refusing to overwrite an input"):
+        restore_file(a, tmp_path / "." / "b.wav", preset="none", overwrite=True, protect=[b])
+    assert_unchanged(before)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_every_job_protects_every_source_of_the_batch(tmp_path: Path, jobs: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "in"
+    names = ["a.wav", "b.wav", "c.wav"]
+    for i, name in enumerate(names):
+        tone(folder / name, 300 + 100 * i)
+    real = cli.restore_file
+
+    def checking(source: Path, *args: object, protect: tuple[Path, ...] = (),
+                 **kwargs: object) -> object:
+        if sorted(Path(p).name for p in protect) != names:  # runs in the worker: fail the file
+            raise ParameterError(f"{source}: protect is {protect}")
+        return real(source, *args, protect=protect, **kwargs)
+
+    monkeypatch.setattr(cli, "restore_file", checking)
+    assert main(["restore", str(folder), "-o", str(tmp_path / "out"), "--preset", "none",
+                 "--jobs", jobs, "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
