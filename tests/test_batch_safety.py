@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -235,7 +236,35 @@ def test_a_killed_worker_fails_only_its_file(tmp_path: Path, monkeypatch: pytest
     assert "worker died" in line
     assert "4 restored, 1 failed" in err
     assert "Traceback" not in err
+    assert not list((tmp_path / "out").glob(".*.part"))
     assert_unchanged(before)
+
+
+def test_a_file_written_when_another_worker_died_is_not_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """a.wav is written, but its worker has not answered yet when killer.wav's worker dies: the
+    pool fails both futures; a.wav is re-run (and may replace its own output), killer.wav fails."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    tone(folder / "a.wav", 440)
+    tone(folder / "killer.wav", 660)
+    real = cli.restore_file
+
+    def slow_or_die(source: Path, *args: object, **kwargs: object) -> object:
+        if Path(source).name == "killer.wav":
+            deadline = time.monotonic() + 20
+            while not (out / "a.wav").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = real(source, *args, **kwargs)
+        time.sleep(2)  # written, not yet answered
+        return result
+
+    monkeypatch.setattr(cli, "restore_file", slow_or_die)
+    assert main(["restore", str(folder), "-o", str(out), "--preset", "none", "--jobs", "2"]) == 1
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "killer.wav" in line
+    assert "worker died" in line
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav"]  # no temporary file left either
 
 
 def test_a_killed_worker_still_gets_its_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

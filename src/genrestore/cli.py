@@ -7,6 +7,7 @@ Exit codes: 0 all good, 1 one or more files failed, 2 usage error (bad flag, pre
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -74,6 +75,16 @@ def _on_interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM in a worker (the pool stops its workers that way when one of them died)."""
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    if _BUSY:
+        raise _Terminated  # the writer removes its temporary file on the way out
+    os._exit(128 + signum)
+
+
 def _run_job(job: Job) -> Outcome:
     global _BUSY
     _BUSY = True
@@ -83,6 +94,8 @@ def _run_job(job: Job) -> Outcome:
                               overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT)
     except FILE_ERRORS as exc:
         return job, None, _one_line(job.source, exc)
+    except _Terminated:
+        os._exit(128 + signal.SIGTERM)
     finally:
         _BUSY = False
     return job, result, None
@@ -333,7 +346,9 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
 
     A worker that dies (killed by the OOM killer, a crash) breaks the pool: the jobs that were
     in flight are then re-run one at a time in a pool of their own, so the one that dies again
-    fails alone ("worker died"), and the rest of the batch goes on in a fresh pool.
+    fails alone ("worker died"), and the rest of the batch goes on in a fresh pool.  A re-run
+    may replace its own destination (written before the pool broke): the plan made sure that
+    only this job writes there and that it did not exist or may be overwritten.
     """
     pending = deque(enumerate(jobs))
     pool = _pool(workers, protect)
@@ -356,7 +371,7 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
                 pool.shutdown(wait=True)
                 for future, (index, job) in sorted(in_flight.items(), key=lambda item: item[1][0]):
                     if isinstance(future.exception(), BrokenProcessPool):
-                        take(index, _run_alone(job, protect))
+                        take(index, _run_alone(dataclasses.replace(job, overwrite=True), protect))
                     else:
                         take(index, future.result())
                 in_flight.clear()
@@ -372,6 +387,7 @@ def _pool(workers: int, protect: tuple[Path, ...]) -> ProcessPoolExecutor:
 def _start_worker(protect: tuple[Path, ...]) -> None:
     _set_protect(protect)
     signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_terminate)
 
 
 def _run_alone(job: Job, protect: tuple[Path, ...]) -> Outcome:
