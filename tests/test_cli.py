@@ -313,3 +313,13 @@ def test_bench_speed_runs(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "real-time factor" in out
     assert "pyloudnorm" in out
+
+
+def test_restore_help_states_the_output_rules(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "STEM_restored.wav" in text
+    assert "never replaced, even with --overwrite" in text
+    assert "report.html in the -o folder, or in the folder holding the outputs" in text
+    assert "./-x.wav, or put -- before the file names" in text

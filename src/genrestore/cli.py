@@ -1,7 +1,7 @@
 """Command-line interface: a thin layer over :mod:`genrestore.pipeline` and friends.
 
 Exit codes: 0 all good, 1 one or more files failed, 2 usage error (bad flag, preset or
-``--set``).  Every failure is one line on stderr that names the file.
+``--set``), 130 interrupted (Ctrl-C).  Every failure is one line on stderr that names the file.
 """
 
 from __future__ import annotations
@@ -611,6 +611,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
+_RESTORE_HELP = """\
+Restore audio files.  Without -o, each output is written beside its input as
+STEM_restored.wav (or .flac).  An input of the batch is never overwritten,
+whatever the flags; an existing output is refused before any work unless
+--overwrite."""
+
+_RESTORE_EPILOG = """\
+When a folder is walked, files under the -o folder are not inputs, and, when
+the outputs go beside the inputs, STEM_restored.wav/.flac beside a STEM.* is
+taken as an earlier output: it is skipped (not restored again; the count is
+printed) and never replaced, even with --overwrite (it may be an input).  To
+restore such a folder again, delete the earlier outputs or use -o FOLDER.  A
+file named on the command line is always an input.  A file name starting with
+'-': write ./-x.wav, or put -- before the file names."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genrestore",
@@ -623,17 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "restore", help="restore files or folders of audio",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Restore audio files.  Without -o, each output is written beside its input "
-                    "as STEM_restored.wav\n(or .flac).  An input of the batch is never "
-                    "overwritten, whatever the flags; an existing output\nis refused before "
-                    "any work unless --overwrite.",
-        epilog="When a folder is walked: files under the -o folder are not inputs, and, when the "
-               "outputs go beside\nthe inputs, STEM_restored.wav/.flac beside a STEM.* is taken "
-               "as an earlier output: it is skipped\n(not restored again; the count is printed) "
-               "and never replaced, even with --overwrite (it may\nbe an input): to restore such "
-               "a folder again, delete the earlier outputs or use -o FOLDER.\nA file named on "
-               "the command line is always an input.  A file name starting with '-': write\n"
-               "./-x.wav, or put -- before the file names.")
+        description=_RESTORE_HELP, epilog=_RESTORE_EPILOG)
     p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
     p.add_argument("-o", "--output",
                    help="output file (one input file; its suffix .wav/.flac sets the format) or "
