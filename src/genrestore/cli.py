@@ -183,17 +183,17 @@ def _walk(inputs: Sequence[str], output: str | None
         walked = Path(raw).is_dir()
         files = find_audio_files([raw])
         if walked and output_dir is not None and not os.path.samefile(raw, output_dir):
-            inside = [f for f in files if _is_under(f[0], output_dir)]
-            in_output += [f for f, _ in inside]
-            files = [f for f in files if f not in inside]
+            inside = {f for f, _ in files if _is_under(f, output_dir)}
+            in_output += [f for f, _ in files if f in inside]
+            files = [(f, rel) for f, rel in files if f not in inside]
         if walked and output is None:
             stems = {(f.parent, f.stem) for f, _ in files}
-            earlier = [f for f in files
-                       if f[0].suffix.lower().lstrip(".") in OUTPUT_FORMATS
-                       and f[0].stem.endswith(RESTORED_SUFFIX)
-                       and (f[0].parent, f[0].stem.removesuffix(RESTORED_SUFFIX)) in stems]
-            skipped += [f for f, _ in earlier]
-            files = [f for f in files if f not in earlier]
+            earlier = {f for f, _ in files
+                       if f.suffix.lower().lstrip(".") in OUTPUT_FORMATS
+                       and f.stem.endswith(RESTORED_SUFFIX)
+                       and (f.parent, f.stem.removesuffix(RESTORED_SUFFIX)) in stems}
+            skipped += [f for f, _ in files if f in earlier]
+            files = [(f, rel) for f, rel in files if f not in earlier]
         found += files
     return found, skipped, in_output
 
