@@ -348,3 +348,17 @@ def test_every_job_protects_every_source_of_the_batch(tmp_path: Path, jobs: str,
     assert main(["restore", str(folder), "-o", str(tmp_path / "out"), "--preset", "none",
                  "--jobs", jobs, "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
+
+
+def test_a_report_never_replaces_an_audio_file(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("matplotlib")
+    a, b = tone(tmp_path / "a.wav", 440), tone(tmp_path / "b.wav", 660)
+    before = hashes(tmp_path)
+    for report in (a, tmp_path / "." / "b.wav", tmp_path / "b_restored.wav"):
+        assert main(["restore", str(a), str(b), "--preset", "none", "--overwrite",
+                     "--report", str(report)]) == 2
+        assert "would replace the audio file" in capsys.readouterr().err
+    assert main(["report", str(a), str(b), "-o", str(b), "--overwrite"]) == 2
+    assert_unchanged(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]

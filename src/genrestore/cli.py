@@ -309,7 +309,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     report_path = None
     if args.report is not None:
         report_path = Path(args.report) if args.report else plan.report_folder / "report.html"
-        _check_report_path(report_path, args.overwrite)
+        _check_report_path(report_path, args.overwrite,
+                           [*plan.sources, *(dst for _, dst, _ in plan.pairs)])
     if plan.skipped and not args.quiet:
         print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) found in the folders "
               f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
@@ -400,15 +401,21 @@ def _run_alone(job: Job, protect: tuple[Path, ...]) -> Outcome:
                                f"system, e.g. out of memory, or crashed)")
 
 
-def _check_report_path(path: Path, overwrite: bool) -> None:
-    """Refuse, before any work, a report that would replace an earlier one or that cannot be
-    drawn (matplotlib missing)."""
+def _check_report_path(path: Path, overwrite: bool, audio: Sequence[Path] = ()) -> None:
+    """Refuse, before any work, a report that would replace an earlier one or one of the
+    ``audio`` files (inputs and outputs, whatever the flags), or that cannot be drawn
+    (matplotlib missing)."""
     import importlib.util
 
     from genrestore.report import report_conflict
 
     if importlib.util.find_spec("matplotlib") is None:
         raise ParameterError("the HTML report needs matplotlib: pip install 'genrestore[report]'")
+    key = _identity(path)
+    place = _place(path)
+    for other in audio:
+        if (key is not None and key == _identity(other)) or place == _place(other):
+            raise ParameterError(f"{path}: the report would replace the audio file {other}")
     conflict = report_conflict(path)
     if conflict is not None and not overwrite:
         raise ParameterError(conflict)
@@ -508,7 +515,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         missing = [f for f in (original, restored) if not Path(f).is_file()]
         error = f"{missing[0]}: no such file" if missing else None
         entries.append(ReportEntry(Path(original), None if missing else Path(restored), error))
-    _check_report_path(Path(args.output), args.overwrite)
+    _check_report_path(Path(args.output), args.overwrite, [Path(f) for f in args.files])
     written = write_report(entries, args.output, jobs=args.jobs, overwrite=args.overwrite)
     for error in written.errors:
         _error(error)
