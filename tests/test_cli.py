@@ -3,14 +3,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy import signal
 
 from conftest import generator_like, sine, song
 from genrestore.cli import main
+from genrestore.pipeline import load_preset
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def test_batch_survives_bad_files(tmp_path: Path, clip_file: Path,
     sf.write(folder / "lo.wav", sine(1000, 8000, 1.0).T, 8000)
     sf.write(folder / "one.wav", np.zeros((1, 1), np.float32), 44100)
     outdir = tmp_path / "out"
-    code = main(["restore", str(folder), "-o", str(outdir), "--quiet"])
+    code = main(["restore", str(folder), "-o", str(outdir), "--preset", "none"])
     err = capsys.readouterr().err
     assert code == 1
     assert "4 restored, 5 failed" in err
@@ -106,13 +109,190 @@ def test_parallel_jobs(tmp_path: Path, clip_file: Path) -> None:
     assert len(list((tmp_path / "o").glob("*.wav"))) == 4
 
 
-def test_presets_command(capsys: pytest.CaptureFixture) -> None:
+def test_presets_command_lists_each_preset_with_its_stages(capsys: pytest.CaptureFixture) -> None:
     assert main(["presets"]) == 0
-    out = capsys.readouterr().out
-    assert "auto" in out
-    assert "full" in out
-    assert "gentle" in out
-    assert "none" in out
+    lines = capsys.readouterr().out.splitlines()
+    shipped = sorted(p.stem for p in resources.files("genrestore.presets").iterdir()
+                     if p.name.endswith(".toml"))
+    assert shipped == sorted(["auto", "full", "gentle", "none"])
+    assert len(lines) == 2 * len(shipped)
+    listed = [line.split()[0] for line in lines[::2]]
+    assert sorted(listed) == shipped
+    for name, head, stages in zip(listed, lines[::2], lines[1::2], strict=True):
+        preset = load_preset(name)
+        assert head.split(None, 1)[1] == preset.description
+        assert stages.split("stages: ", 1)[1].split(" -> ") == [s.name for s in preset.stages]
+
+
+def _band_limited_noise(path: Path, cutoff_hz: float) -> Path:
+    rng = np.random.default_rng(0)
+    sos = signal.butter(12, cutoff_hz, fs=44100, output="sos")
+    sf.write(path, signal.sosfilt(sos, 0.1 * rng.standard_normal(44100)), 44100, subtype="FLOAT")
+    return path
+
+
+def test_full_band_means_the_same_in_restore_and_analyze(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """Content up to 21.3 kHz is 0.97 of Nyquist: "full band" by Analysis.is_full_band."""
+    src = _band_limited_noise(tmp_path / "wide.wav", 21300)
+    assert main(["analyze", str(src)]) == 0
+    assert "bandwidth  full band" in capsys.readouterr().out
+    assert main(["restore", str(src), "--preset", "none"]) == 0
+    assert "cutoff full band (22.05 kHz)" in capsys.readouterr().out
+    narrow = _band_limited_noise(tmp_path / "narrow.wav", 16000)
+    assert main(["restore", str(narrow), "--preset", "none"]) == 0
+    assert re.search(r"cutoff 1[56]\.\d kHz", capsys.readouterr().out)
+
+
+def test_quiet_prints_only_errors(tmp_path: Path, clip_file: Path,
+                                  capsys: pytest.CaptureFixture) -> None:
+    (clip_file.parent / "bad.wav").write_text("not audio")
+    assert main(["restore", str(clip_file.parent), "-o", str(tmp_path / "o"), "--preset", "none",
+                 "-q"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [line for line in err.splitlines() if "error:" in line]
+    (line,) = err.splitlines()
+    assert "bad.wav: not a readable audio file" in line
+    # a warning (samples clipped on a 16-bit write of a +2 dBFS clip) is not an error either; a
+    # subprocess, because pytest's own log handler would hide it from stderr here
+    for flags, warned in (([], True), (["-q"], False)):
+        done = subprocess.run([sys.executable, "-m", "genrestore.cli", "restore", str(clip_file),
+                               "-o", str(tmp_path / f"loud{len(flags)}.wav"), "--preset", "none",
+                               "--bits", "16", *flags], capture_output=True, text=True, check=True)
+        assert ("clipped at full scale" in done.stderr) == warned
+        assert (done.stdout == "") != warned
+
+
+@pytest.mark.parametrize(("output", "extra", "problem"), [
+    ("clip.mp3", [], "not an output format"),
+    ("clip.ogg", [], "not an output format"),
+    ("o.flac", ["--format", "wav"], "disagrees"),
+])
+def test_output_name_usage_errors(clip_file: Path, tmp_path: Path, output: str, extra: list[str],
+                                  problem: str, capsys: pytest.CaptureFixture) -> None:
+    target = tmp_path / output
+    assert main(["restore", str(clip_file), "-o", str(target), "--preset", "none", *extra]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert problem in line
+    assert not target.exists()  # neither a file nor a folder
+
+
+def test_several_inputs_with_a_file_name_as_output(clip_file: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    other = clip_file.with_name("other.wav")
+    other.write_bytes(clip_file.read_bytes())
+    for args in ([str(clip_file), str(other)], [str(clip_file.parent)]):
+        for name in ("out.wav", "out.v2"):
+            assert main(["restore", *args, "-o", str(tmp_path / name), "--preset", "none"]) == 2
+            assert "give a folder" in capsys.readouterr().err
+            assert not (tmp_path / name).exists()
+
+
+def test_output_suffix_decides_the_format_and_a_folder_is_named_as_one(
+        clip_file: Path, tmp_path: Path) -> None:
+    assert main(["restore", str(clip_file), "-o", str(tmp_path / "a.flac"), "--preset", "none",
+                 "-q"]) == 0
+    assert sf.info(str(tmp_path / "a.flac")).format == "FLAC"
+    assert main(["restore", str(clip_file), "-o", str(tmp_path / "b.flac"), "--format", "flac",
+                 "--preset", "none", "-q"]) == 0
+    assert main(["restore", str(clip_file), "-o", f"{tmp_path / 'dir.wav'}/", "--preset", "none",
+                 "-q"]) == 0
+    assert sf.info(str(tmp_path / "dir.wav" / "clip.wav")).format == "WAV"
+    assert main(["restore", str(clip_file), "-o", str(tmp_path / "plain"), "--preset", "none",
+                 "--format", "flac", "-q"]) == 0
+    assert (tmp_path / "plain" / "clip.flac").is_file()
+
+
+def test_a_folder_named_like_a_file_is_walked(tmp_path: Path, clip_file: Path) -> None:
+    folder = tmp_path / "x.wav"
+    folder.mkdir()
+    (folder / "inner.wav").write_bytes(clip_file.read_bytes())
+    assert main(["restore", f"{folder}/", "--preset", "none", "-q"]) == 0
+    assert (folder / "inner_restored.wav").is_file()
+    assert main(["restore", str(folder), "-o", str(tmp_path / "out"), "--preset", "none",
+                 "-q"]) == 0
+    assert (tmp_path / "out" / "inner.wav").is_file()
+
+
+def _report_batch(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in (1, 2):
+        clip, rate = generator_like(song(44100, 2.0), 44100, seed=seed)
+        sf.write(folder / f"clip{seed}.wav", clip.T, rate, subtype="FLOAT")
+    (folder / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    return folder
+
+
+def test_report_default_path_is_beside_the_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("matplotlib")
+    folder = _report_batch(tmp_path)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["restore", str(folder), "--preset", "none", "--report"]) == 1
+    assert "2 restored, 1 failed" in (folder / "report.html").read_text()
+    assert list(work.iterdir()) == []  # nothing in the working directory
+    assert f"report: {folder / 'report.html'}" in capsys.readouterr().err
+    assert main(["restore", str(folder / "clip1.wav"), "-o", str(tmp_path / "o" / "c.wav"),
+                 "--preset", "none", "--report", "-q"]) == 0
+    assert (tmp_path / "o" / "report.html").is_file()
+
+
+def test_report_is_not_overwritten_without_overwrite(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("matplotlib")
+    folder = _report_batch(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("my own page")
+    args = ["restore", str(folder), "-o", str(out), "--preset", "none", "--report"]
+    assert main(args) == 2  # refused before any work
+    assert "report exists" in capsys.readouterr().err
+    assert (out / "report.html").read_text() == "my own page"
+    assert sorted(p.name for p in out.iterdir()) == ["report.html"]
+    (out / "report.html").unlink()
+    files = out / "report_files"
+    files.mkdir()
+    (files / "clip007_before.jpg").write_bytes(b"stale picture")
+    (files / "notes.txt").write_text("not the report's")
+    assert main(args) == 2  # pictures of an earlier report are not mixed with new ones
+    assert "earlier report" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 1  # broken.wav fails
+    pictures = sorted(p.name for p in files.iterdir())
+    assert pictures == ["clip001_after.jpg", "clip001_before.jpg", "clip001_diff.jpg",
+                        "clip002_after.jpg", "clip002_before.jpg", "clip002_diff.jpg", "notes.txt"]
+    assert "2 restored, 1 failed" in (out / "report.html").read_text()
+
+
+def test_report_with_parallel_jobs(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    folder = _report_batch(tmp_path)
+    out = tmp_path / "out"
+    assert main(["restore", str(folder), "-o", str(out), "--preset", "none", "--jobs", "2",
+                 "--report", "-q"]) == 1
+    page = (out / "report.html").read_text()
+    assert "2 restored, 1 failed" in page
+    for name in ("clip1.wav", "clip2.wav", "broken.wav"):
+        assert name in page
+    assert len(list((out / "report_files").iterdir())) == 6
+
+
+def test_report_command_exit_code_with_an_unreadable_file(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("matplotlib")
+    folder = _report_batch(tmp_path)
+    good = folder / "clip1.wav"
+    page = tmp_path / "r.html"
+    assert main(["report", str(good), str(good), "-o", str(page)]) == 0
+    assert main(["report", str(good), str(good), "-o", str(page)]) == 2  # exists
+    assert main(["report", str(good), str(good), str(good), str(folder / "broken.wav"), "-o",
+                 str(page), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "broken.wav: not a readable audio file" in err
+    assert "1 restored, 1 failed" in page.read_text()
 
 
 @pytest.mark.slow
@@ -133,3 +313,13 @@ def test_bench_speed_runs(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "real-time factor" in out
     assert "pyloudnorm" in out
+
+
+def test_restore_help_states_the_output_rules(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "STEM_restored.wav" in text
+    assert "never replaced, even with --overwrite" in text
+    assert "report.html in the -o folder, or in the folder holding the outputs" in text
+    assert "./-x.wav, or put -- before the file names" in text

@@ -1,16 +1,21 @@
 """Command-line interface: a thin layer over :mod:`genrestore.pipeline` and friends.
 
 Exit codes: 0 all good, 1 one or more files failed, 2 usage error (bad flag, preset or
-``--set``).  Every failure is one line on stderr that names the file.
+``--set``), 130 interrupted (Ctrl-C).  Every failure is one line on stderr that names the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from genrestore.pipeline import (
 
 log = logging.getLogger("genrestore")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,52 @@ class Job:
     overwrite: bool
 
 
-def _run_job(job: Job) -> tuple[Job, FileResult | None, str | None]:
+Outcome = tuple[Job, FileResult | None, str | None]
+
+#: Every source of the running batch: the write-time check refuses them all as destinations.
+#: A module global (set once per worker by the pool's initializer) so that it is not pickled
+#: with every job.
+_PROTECT: tuple[Path, ...] = ()
+
+
+def _set_protect(paths: tuple[Path, ...]) -> None:
+    global _PROTECT
+    _PROTECT = paths
+
+
+_BUSY = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """SIGINT in a worker: stop the file in progress (its writer removes its temporary file);
+    an idle worker ignores it and is shut down by the main process."""
+    if _BUSY:
+        raise KeyboardInterrupt
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM in a worker (the pool stops its workers that way when one of them died)."""
+
+
+def _on_terminate(signum: int, frame: object) -> None:
+    if _BUSY:
+        raise _Terminated  # the writer removes its temporary file on the way out
+    os._exit(128 + signum)
+
+
+def _run_job(job: Job) -> Outcome:
+    global _BUSY
+    _BUSY = True
     try:
         result = restore_file(job.source, job.destination, preset=job.preset,
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
-                              overwrite=job.overwrite, overrides=job.overrides)
+                              overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT)
     except FILE_ERRORS as exc:
         return job, None, _one_line(job.source, exc)
+    except _Terminated:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _BUSY = False
     return job, result, None
 
 
@@ -70,7 +114,7 @@ def _summary(result: FileResult) -> str:
     acted = ", ".join(r.summary for r in result.reports if r.acted and r.stage != "resample")
     if a.cutoff_hz <= 0:
         cutoff = "n/a (silent)"
-    elif a.cutoff_hz >= a.sample_rate / 2:
+    elif a.is_full_band:
         cutoff = f"full band ({a.sample_rate / 2000:g} kHz)"
     else:
         cutoff = f"{a.cutoff_hz / 1000:.1f} kHz"
@@ -80,24 +124,177 @@ def _summary(result: FileResult) -> str:
             f" [{acted or 'no restoration stage acted'}] ({result.seconds:.2f} s)")
 
 
-def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
-    found = find_audio_files(args.inputs)
+RESTORED_SUFFIX = "_restored"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """What ``restore`` will do: ``pairs`` (source, destination, format) to run; ``refusals``
+    (source, one error line: a destination that is an input, collides or exists); ``sources``
+    (every file of the batch that must never be written: sources, refused ones included, and
+    skipped files beside them); ``skipped`` (earlier outputs found while walking a folder,
+    not restored again); ``report_folder`` (the report's default
+    folder: beside the outputs)."""
+
+    pairs: tuple[tuple[Path, Path, str], ...]
+    refusals: tuple[tuple[Path, str], ...]
+    sources: tuple[Path, ...]
+    skipped: tuple[Path, ...]
+    report_folder: Path
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (through symlinks), else None."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _place(path: Path) -> str:
+    """Where a path that may not exist yet would land (parents' symlinks resolved)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+    except ValueError:
+        return False
+    return True
+
+
+def _walk(inputs: Sequence[str], output: str | None
+          ) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Files of the batch as (file, path relative to its root), then what a folder walk left
+    out: earlier outputs beside their inputs, and files under the output folder.
+
+    Left out of a walk: files under the output folder, and, when outputs go beside their
+    inputs, ``STEM_restored.wav``/``.flac`` beside a ``STEM.*`` of the same walk (an earlier
+    output, or an input that only looks like one: it is protected as an input).  A file
+    named on the command line is always taken.
+    """
+    found: list[tuple[Path, Path]] = []
+    skipped: list[Path] = []
+    in_output: list[Path] = []
+    output_dir = Path(output) if output is not None and Path(output).is_dir() else None
+    for raw in inputs:
+        walked = Path(raw).is_dir()
+        files = find_audio_files([raw])
+        if walked and output_dir is not None and not os.path.samefile(raw, output_dir):
+            inside = {f for f, _ in files if _is_under(f, output_dir)}
+            in_output += [f for f, _ in files if f in inside]
+            files = [(f, rel) for f, rel in files if f not in inside]
+        if walked and output is None:
+            stems = {(f.parent, f.stem) for f, _ in files}
+            earlier = {f for f, _ in files
+                       if f.suffix.lower().lstrip(".") in OUTPUT_FORMATS
+                       and f.stem.endswith(RESTORED_SUFFIX)
+                       and (f.parent, f.stem.removesuffix(RESTORED_SUFFIX)) in stems}
+            skipped += [f for f, _ in files if f in earlier]
+            files = [(f, rel) for f, rel in files if f not in earlier]
+        found += files
+    return found, skipped, in_output
+
+
+def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tuple[str, Path | None]:
+    """How ``-o`` is read: ("beside", None), ("file", path) or ("folder", path).
+
+    A folder when it exists as one, ends with a slash, or has no suffix; a file name for one
+    input file only, and then its suffix must be an output format.  Anything else is a usage
+    error: a folder is created only when the user named one.
+    """
+    if output is None:
+        return "beside", None
+    out = Path(output)
+    if out.is_dir() or output.endswith(("/", os.sep)):
+        return "folder", out
+    suffix = out.suffix.lower().lstrip(".")
+    one_file = count == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if out.exists() and not one_file:
+        raise ParameterError(f"-o {output}: exists and is not a folder")
+    if not suffix and not out.exists():
+        return "folder", out
+    if one_file:
+        if suffix not in OUTPUT_FORMATS:
+            raise ParameterError(f"-o {output}: {out.suffix or 'no suffix'} is not an output format "
+                                 f"({', '.join(OUTPUT_FORMATS)}); to write into a folder, "
+                                 f"end the name with /")
+        return "file", out
+    raise ParameterError(f"-o {output}: names one file, but the batch has {count} files; "
+                         f"give a folder (end the name with /)")
+
+
+def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format: str | None = None,
+               overwrite: bool = False) -> BatchPlan:
+    """Decide every job of a ``restore`` batch before any work starts.
+
+    Refuses (one line each, the rest of the batch still runs): a destination that is one of
+    the batch's sources, compared by file identity so symlinks, hard links and every
+    spelling of a path are caught; two jobs writing one destination; an existing
+    destination without ``overwrite``.  Raises :class:`ParameterError` for usage errors
+    (no files, ``-o`` that cannot hold the batch, ``--format`` against the ``-o`` suffix).
+    """
+    found, skipped, in_output = _walk(inputs, output)
     if not found:
-        raise ParameterError("no audio files found in " + ", ".join(args.inputs))
-    single_file = len(found) == 1 and not Path(args.inputs[0]).is_dir() and len(args.inputs) == 1
-    fmt = args.format
-    pairs: list[tuple[Path, Path]] = []
-    if args.output is not None:
-        out = Path(args.output)
-        as_file = (single_file and not out.is_dir() and not args.output.endswith(("/", "\\"))
-                   and out.suffix.lower().lstrip(".") in OUTPUT_FORMATS)
-        if as_file:
-            return [(found[0][0], out)]
-        for src, rel in found:
-            pairs.append((src, out / rel.with_suffix(f".{fmt}")))
+        left = len(skipped) + len(in_output)
+        raise ParameterError("no audio files found in " + ", ".join(inputs)
+                             + (f" ({left} earlier outputs skipped)" if left else ""))
+    kind, out = _output_target(inputs, output, len(found))
+    if kind == "file":
+        assert out is not None
+        suffix = out.suffix.lower().lstrip(".")
+        if file_format is not None and file_format != suffix:
+            raise ParameterError(f"--format {file_format} disagrees with -o {output}")
+        planned = [(found[0][0], out, suffix)]
+        report_folder = out.parent
     else:
-        pairs = [(src, src.with_name(f"{src.stem}_restored.{fmt}")) for src, _ in found]
-    return pairs
+        fmt = file_format or "wav"
+        if kind == "folder":
+            assert out is not None
+            planned = [(src, out / rel.with_suffix(f".{fmt}"), fmt) for src, rel in found]
+            report_folder = out
+        else:
+            planned = [(src, src.with_name(f"{src.stem}{RESTORED_SUFFIX}.{fmt}"), fmt)
+                       for src, _ in found]
+            try:
+                report_folder = Path(os.path.commonpath([dst.parent for _, dst, _ in planned]))
+            except ValueError:  # absolute and relative paths mixed
+                report_folder = planned[0][1].parent
+    sources: dict[tuple[int, int], Path] = {}
+    for src in [src for src, _, _ in planned] + skipped:
+        key = _identity(src)
+        if key is not None:
+            sources.setdefault(key, src)
+    kept = {_identity(f) for f in skipped}
+    pairs: list[tuple[Path, Path, str]] = []
+    refusals: list[tuple[Path, str]] = []
+    taken: dict[object, Path] = {}
+    for src, dst, fmt in planned:
+        key = _identity(dst)
+        if key is not None and key in kept:
+            refusals.append((src, f"{src}: output {dst} exists in the folder being restored and "
+                                  f"is never replaced there (it may be an input): delete it, or "
+                                  f"restore into -o FOLDER"))
+            continue
+        if key is not None and key in sources:
+            refusals.append((src, f"{src}: output {dst} is an input of this batch "
+                                  f"({sources[key]}); refusing to overwrite it"))
+            continue
+        place: object = key if key is not None else _place(dst)
+        if place in taken:
+            refusals.append((src, f"{src}: output {dst} would collide with the output of "
+                                  f"{taken[place]}"))
+            continue
+        taken[place] = src
+        if key is not None and not overwrite:
+            refusals.append((src, f"{src}: output {dst} exists (use --overwrite to replace it)"))
+            continue
+        pairs.append((src, dst, fmt))
+    every = [src for src, _, _ in planned] + skipped
+    return BatchPlan(tuple(pairs), tuple(refusals), tuple(dict.fromkeys(every)),
+                     tuple(skipped + in_output), report_folder)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -108,60 +305,133 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.stereo:
         overrides.setdefault("stereo", {})["enabled"] = True
     load_preset(args.preset, overrides)  # usage errors surface once, before any file
-    pairs = _plan(args)
-    jobs = []
-    seen: dict[Path, Path] = {}
-    failures: list[str] = []
-    for src, dst in pairs:
-        key = dst.resolve()
-        if key in seen:
-            failures.append(f"{src}: output {dst} would collide with the output of {seen[key]}")
-            continue
-        seen[key] = src
-        jobs.append(Job(src, dst, args.preset, overrides, args.rate, args.bits,
-                        dst.suffix.lstrip(".").lower() or args.format, args.overwrite))
+    plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite)
+    report_path = None
+    if args.report is not None:
+        report_path = Path(args.report) if args.report else plan.report_folder / "report.html"
+        _check_report_path(report_path, args.overwrite,
+                           [*plan.sources, *(dst for _, dst, _ in plan.pairs)])
+    if plan.skipped and not args.quiet:
+        print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) found in the folders "
+              f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
+    jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, args.overwrite)
+            for src, dst, fmt in plan.pairs]
+    failures: list[str] = [message for _, message in plan.refusals]
     for message in failures:
         _error(message)
-    done = 0
-    collected: list[tuple[Job, FileResult | None, str | None]] = []
+    outcomes: dict[int, Outcome] = {}
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
     with tqdm(total=len(jobs), disable=not show_bar, unit="file", file=sys.stderr) as bar:
+        def take(index: int, outcome: Outcome) -> None:
+            outcomes[index] = outcome
+            _report(outcome, failures, args.quiet, bar, args.explain)
+
         if args.jobs > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-                outcomes = pool.map(_run_job, jobs)
-                for outcome in outcomes:
-                    collected.append(outcome)
-                    done += _report(outcome, failures, args.quiet, bar, args.explain)
+            _run_parallel(jobs, args.jobs, plan.sources, take)
         else:
-            for job in jobs:
-                collected.append(_run_job(job))
-                done += _report(collected[-1], failures, args.quiet, bar, args.explain)
-    if len(pairs) > 1 or failures:
+            _set_protect(plan.sources)
+            for index, job in enumerate(jobs):
+                take(index, _run_job(job))
+    done = sum(1 for _, result, _ in outcomes.values() if result is not None)
+    if (len(jobs) + len(plan.refusals) > 1 or failures) and not args.quiet:
         print(f"{done} restored, {len(failures)} failed", file=sys.stderr)
-    if args.report is not None:
-        _write_report(args, collected, args.jobs)
+    if report_path is not None:
+        collected = [outcomes[i] for i in sorted(outcomes)]
+        _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet)
     return EXIT_FAILED if failures else EXIT_OK
 
 
-def _report_path(args: argparse.Namespace) -> Path:
-    if args.report:
-        return Path(args.report)
-    if args.output is None:
-        return Path("report.html")
-    out = Path(args.output)
-    return out.parent / "report.html" if out.suffix.lower().lstrip(".") in OUTPUT_FORMATS else (
-        out / "report.html")
+def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
+                  take: Callable[[int, Outcome], None]) -> None:
+    """Run ``jobs`` on ``workers`` processes, at most ``workers`` in flight at once.
+
+    A worker that dies (killed by the OOM killer, a crash) breaks the pool: the jobs that were
+    in flight are then re-run one at a time in a pool of their own, so the one that dies again
+    fails alone ("worker died"), and the rest of the batch goes on in a fresh pool.  A re-run
+    may replace its own destination (written before the pool broke): the plan made sure that
+    only this job writes there and that it did not exist or may be overwritten.
+    """
+    pending = deque(enumerate(jobs))
+    pool = _pool(workers, protect)
+    try:
+        in_flight: dict[Future[Outcome], tuple[int, Job]] = {}
+        while pending or in_flight:
+            while pending and len(in_flight) < workers:
+                index, job = pending.popleft()
+                in_flight[pool.submit(_run_job, job)] = (index, job)
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                index, job = in_flight.pop(future)
+                try:
+                    take(index, future.result())
+                except BrokenProcessPool:
+                    broken = True
+                    in_flight[future] = (index, job)
+            if broken:
+                pool.shutdown(wait=True)
+                for future, (index, job) in sorted(in_flight.items(), key=lambda item: item[1][0]):
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        take(index, _run_alone(dataclasses.replace(job, overwrite=True), protect))
+                    else:
+                        take(index, future.result())
+                in_flight.clear()
+                pool = _pool(workers, protect)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_report(args: argparse.Namespace,
-                  outcomes: list[tuple[Job, FileResult | None, str | None]], jobs: int) -> None:
+def _pool(workers: int, protect: tuple[Path, ...]) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(protect,))
+
+
+def _start_worker(protect: tuple[Path, ...]) -> None:
+    _set_protect(protect)
+    signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_terminate)
+
+
+def _run_alone(job: Job, protect: tuple[Path, ...]) -> Outcome:
+    """``job`` in a worker of its own: if the worker dies, the job that killed it is known."""
+    with _pool(1, protect) as pool:
+        try:
+            return pool.submit(_run_job, job).result()
+        except BrokenProcessPool:
+            return job, None, (f"{job.source}: worker died while restoring it (killed by the "
+                               f"system, e.g. out of memory, or crashed)")
+
+
+def _check_report_path(path: Path, overwrite: bool, audio: Sequence[Path] = ()) -> None:
+    """Refuse, before any work, a report that would replace an earlier one or one of the
+    ``audio`` files (inputs and outputs, whatever the flags), or that cannot be drawn
+    (matplotlib missing)."""
+    import importlib.util
+
+    from genrestore.report import report_conflict
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ParameterError("the HTML report needs matplotlib: pip install 'genrestore[report]'")
+    key = _identity(path)
+    place = _place(path)
+    for other in audio:
+        if (key is not None and key == _identity(other)) or place == _place(other):
+            raise ParameterError(f"{path}: the report would replace the audio file {other}")
+    conflict = report_conflict(path)
+    if conflict is not None and not overwrite:
+        raise ParameterError(conflict)
+
+
+def _write_report(path: Path, plan: BatchPlan, outcomes: list[Outcome], jobs: int,
+                  overwrite: bool, quiet: bool) -> None:
     from genrestore.report import ReportEntry, build_report
 
-    entries = [ReportEntry(job.source, result.destination if result else None, error,
-                           result.reports if result else ())
-               for job, result, error in outcomes]
-    path = build_report(entries, _report_path(args), jobs=jobs)
-    print(f"report: {path}", file=sys.stderr)
+    entries = [ReportEntry(src, None, message) for src, message in plan.refusals]
+    entries += [ReportEntry(job.source, result.destination if result else None, error,
+                            result.reports if result else ())
+                for job, result, error in outcomes]
+    written = build_report(entries, path, jobs=jobs, overwrite=overwrite)
+    if not quiet:
+        print(f"report: {written}", file=sys.stderr)
 
 
 def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
@@ -236,7 +506,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from genrestore.report import ReportEntry, build_report
+    from genrestore.report import ReportEntry, write_report
 
     if len(args.files) % 2:
         raise ParameterError("report takes pairs: ORIGINAL RESTORED [ORIGINAL RESTORED ...]")
@@ -245,9 +515,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         missing = [f for f in (original, restored) if not Path(f).is_file()]
         error = f"{missing[0]}: no such file" if missing else None
         entries.append(ReportEntry(Path(original), None if missing else Path(restored), error))
-    path = build_report(entries, args.output, jobs=args.jobs)
-    print(f"report: {path}")
-    return EXIT_FAILED if any(e.error for e in entries) else EXIT_OK
+    _check_report_path(Path(args.output), args.overwrite, [Path(f) for f in args.files])
+    written = write_report(entries, args.output, jobs=args.jobs, overwrite=args.overwrite)
+    for error in written.errors:
+        _error(error)
+    print(f"report: {written.path} ({written.restored} restored, {written.failed} failed)")
+    return EXIT_FAILED if written.failed else EXIT_OK
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -275,7 +548,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from genrestore.report import ReportEntry, build_report
 
         report = build_report([ReportEntry(source, result.destination, None, result.reports)],
-                              out / "report.html", title="genrestore demo")
+                              out / "report.html", title="genrestore demo", overwrite=True)
     except ParameterError as exc:  # matplotlib (the report extra) is not installed
         log.warning("no report: %s", exc)
         report = None
@@ -345,6 +618,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_FAILED if errors else EXIT_OK
 
 
+_RESTORE_HELP = """\
+Restore audio files.  Without -o, each output is written beside its input as
+STEM_restored.wav (or .flac).  An input of the batch is never overwritten,
+whatever the flags; an existing output is refused before any work unless
+--overwrite."""
+
+_RESTORE_EPILOG = """\
+When a folder is walked, files under the -o folder are not inputs, and, when
+the outputs go beside the inputs, STEM_restored.wav/.flac beside a STEM.* is
+taken as an earlier output: it is skipped (not restored again; the count is
+printed) and never replaced, even with --overwrite (it may be an input).  To
+restore such a folder again, delete the earlier outputs or use -o FOLDER.  A
+file named on the command line is always an input.  A file name starting with
+'-': write ./-x.wav, or put -- before the file names."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genrestore",
@@ -354,22 +643,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage did")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("restore", help="restore files or folders of audio")
+    p = sub.add_parser(
+        "restore", help="restore files or folders of audio",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_RESTORE_HELP, epilog=_RESTORE_EPILOG)
     p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")
-    p.add_argument("-o", "--output", help="output file (one input) or folder")
+    p.add_argument("-o", "--output",
+                   help="output file (one input file; its suffix .wav/.flac sets the format) or "
+                        "folder (an existing one, a name ending with /, or a name without suffix)")
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"preset name ({', '.join(preset_names())}) or a .toml file")
     p.add_argument("--set", action="append", metavar="STAGE.PARAM=VALUE",
                    help="override a preset parameter, e.g. denoise.strength=0.5 (repeatable)")
     p.add_argument("--rate", type=int, default=44100, choices=OUTPUT_RATES_HZ)
     p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
-    p.add_argument("--format", default="wav", choices=OUTPUT_FORMATS)
+    p.add_argument("--format", choices=OUTPUT_FORMATS,
+                   help="output format (default: wav, or the suffix of -o FILE)")
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs and report (never an input)")
     p.add_argument("--stereo", action="store_true",
                    help="make mono input stereo (the preset's stereo stage)")
     p.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
-                   help="write an HTML before/after report (default: OUTDIR/report.html)")
+                   help="write an HTML before/after report (default: report.html in the -o "
+                        "folder, or in the folder holding the outputs)")
     p.add_argument("--explain", action="store_true",
                    help="print every stage's decision and why, under each file")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -383,7 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="HTML before/after report for existing pairs of files")
     p.add_argument("files", nargs="+", metavar="ORIGINAL RESTORED",
                    help="pairs of original and restored files")
-    p.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    p.add_argument("-o", "--output", default="report.html",
+                   help="HTML file to write (default: report.html)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.add_argument("--jobs", type=int, default=1, help="clips rendered in parallel")
     p.set_defaults(func=cmd_report)
 
@@ -422,10 +721,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dash_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """An argument before ``--`` that argparse would take for an option but that names an
+    existing file (``-x.wav``)."""
+    options = set(parser._option_string_actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                options |= set(sub._option_string_actions)
+    for arg in argv:
+        if arg == "--":
+            return None
+        if arg.startswith("-") and arg != "-" and arg not in options and os.path.lexists(arg):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dash = _dash_file(parser, argv)
+    if dash is not None:
+        print(f"genrestore: error: {dash} starts with '-' and would be read as an option; "
+              f"write ./{dash} or put -- before the file names", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+    quiet = getattr(args, "quiet", False) and not args.verbose
+    logging.basicConfig(level=logging.DEBUG if args.verbose else
+                        logging.ERROR if quiet else logging.WARNING,
                         format="genrestore: %(message)s", stream=sys.stderr)
     if getattr(args, "jobs", 1) < 1:
         parser.error("--jobs must be at least 1")
@@ -437,6 +760,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GenrestoreError as exc:
         print(f"genrestore: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("genrestore: interrupted; files already written are complete, no other output "
+              "was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

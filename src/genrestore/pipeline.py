@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -381,10 +381,12 @@ def restore_file(
     file_format: str | None = None,
     overwrite: bool = False,
     overrides: Overrides | None = None,
+    protect: Sequence[str | os.PathLike[str]] = (),
 ) -> FileResult:
     """Read ``source``, restore it, dither and write ``destination`` atomically.
 
-    The input is never overwritten; an existing output only with ``overwrite=True``.
+    The input is never overwritten, nor any path in ``protect`` (e.g. every source of a
+    batch); an existing output only with ``overwrite=True``.
     Errors are :class:`~genrestore.errors.AudioFileError` or
     :class:`~genrestore.errors.ParameterError` whose message names the file.
     """
@@ -397,7 +399,7 @@ def restore_file(
     if bits != "32f":
         out = dither(out, bits=int(bits), seed=chosen.dither.seed, shape=chosen.dither.shape)
     write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
-                overwrite=overwrite, protect=(src,))
+                overwrite=overwrite, protect=(src, *protect))
     return FileResult(
         source=src,
         destination=dst,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from genrestore.analysis import (
     noise_floor_dbfs,
     true_peak_dbtp,
 )
-from genrestore.errors import FILE_ERRORS, ParameterError
+from genrestore.errors import FILE_ERRORS, AudioFileError, ParameterError
 from genrestore.io import read_audio, write_atomic_text
 from genrestore.report import images
 from genrestore.stages import StageReport
@@ -38,6 +39,8 @@ from genrestore.stages import StageReport
 log = logging.getLogger(__name__)
 
 FILES_SUFFIX = "_files"
+#: The pictures a report writes in its ``<stem>_files/`` folder (and the only files it removes).
+_PICTURE = re.compile(r"clip\d{3,}_(before|after|diff)\.jpg")
 
 
 @dataclass(frozen=True)
@@ -234,11 +237,40 @@ def _asset(name: str) -> str:
     return (resources.files("genrestore.report") / name).read_text("utf-8")
 
 
-def build_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
-                 title: str = "genrestore report", jobs: int = 1) -> Path:
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`write_report` wrote: the HTML path, how many clips it shows restored, and
+    one line for each clip that failed (not restored, or unreadable)."""
+
+    path: Path
+    restored: int
+    errors: tuple[str, ...]
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+
+def report_conflict(destination: str | os.PathLike[str]) -> str | None:
+    """Why writing a report at ``destination`` would replace something (the page itself, or
+    pictures of an earlier report in ``<stem>_files/``), or None when nothing is in the way."""
+    out = Path(destination)
+    if out.exists():
+        return f"{out}: report exists (use --overwrite to replace it)"
+    folder = out.parent / (out.stem + FILES_SUFFIX)
+    if folder.is_dir() and any(_PICTURE.fullmatch(p.name) for p in folder.iterdir()):
+        return f"{folder}: holds pictures of an earlier report (use --overwrite to replace them)"
+    return None
+
+
+def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
+                 title: str = "genrestore report", jobs: int = 1,
+                 overwrite: bool = False) -> ReportResult:
     """Write ``destination`` (HTML) and its pictures in ``<stem>_files/`` beside it.
 
-    Returns the HTML path.  Audio is linked by paths relative to the HTML file.
+    An existing report (page or pictures) is replaced only with ``overwrite=True``, and then
+    the earlier report's pictures are removed first, so old and new are never mixed.  Audio is
+    linked by paths relative to the HTML file.  A pair that cannot be read counts as failed.
     """
     try:
         import matplotlib  # noqa: F401
@@ -246,9 +278,16 @@ def build_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
         raise ParameterError("the HTML report needs matplotlib: pip install 'genrestore[report]'"
                              ) from exc
     out = Path(destination)
+    conflict = report_conflict(out)
+    if conflict is not None and not overwrite:
+        raise AudioFileError(out, conflict.removeprefix(f"{out}: "))
     base = out.parent
     files = out.stem + FILES_SUFFIX
     folder = base / files
+    if folder.is_dir():
+        for stale in folder.iterdir():
+            if _PICTURE.fullmatch(stale.name):
+                stale.unlink()
     tasks = [(entry, i, folder) for i, entry in enumerate(entries)]
     if jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -264,7 +303,14 @@ def build_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
         sections=sections)
     write_atomic_text(out, page)
     log.info("report written to %s", out)
-    return out
+    return ReportResult(out, restored, tuple(r.error or "not restored" for r in rendered
+                                            if r.error is not None))
+
+
+def build_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
+                 title: str = "genrestore report", jobs: int = 1, overwrite: bool = False) -> Path:
+    """:func:`write_report`, returning only the HTML path."""
+    return write_report(entries, destination, title=title, jobs=jobs, overwrite=overwrite).path
 
 
 _PAGE = """<!DOCTYPE html>
