@@ -9,6 +9,7 @@ test suite checks it against pyloudnorm and ``genrestore bench --speed`` times b
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,7 +18,14 @@ import numpy as np
 from scipy import ndimage, signal
 
 from genrestore.io import probe, read_audio
-from genrestore.spectral import Spectrogram, noise_psd, stft
+from genrestore.spectral import (
+    OVERLAP,
+    Spectrogram,
+    stft,
+    track_minima,
+    tracker_steps,
+    white_noise_floor,
+)
 
 _BLOCK_S = 0.4
 _STEP_S = 0.1
@@ -206,36 +214,82 @@ def estimate_cutoff_hz(
 _EMPTY_BIN = 1e-6
 #: Flatness above which a band counts as noise (white noise reads about 0.56).
 NOISE_LIKE_FLATNESS = 0.4
+#: The noise floor is the level white noise of the measured density would have over
+#: 0 Hz to ``FLOOR_REFERENCE_HZ`` (a fixed band, so the number does not depend on the rate).
+FLOOR_REFERENCE_HZ = 20000.0
+#: The bins the floor is looked for in: a fixed frequency band (cut at 95 % of Nyquist at
+#: rates under 32 kHz), so a coloured noise reads the same at every rate from 32 kHz up.
+FLOOR_BAND_HZ = (200.0, 15200.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _percentile_of_white(step: int, span: int, smooth_bins: int, length: int,
+                         percentile: float) -> float:
+    """The :func:`noise_floor_dbfs` statistic (per-bin median over ``length`` decimated
+    frames, then the ``percentile`` over bins) of the uncorrected tracker on white noise of
+    unit power per bin, from the cached calibration run of :func:`white_noise_floor`."""
+    unit = white_noise_floor(step, span, smooth_bins)
+    length = min(length, unit.shape[0] // 4)
+    chunks = unit[: unit.shape[0] // length * length].reshape(-1, length, unit.shape[1])
+    return float(np.percentile(np.median(chunks, axis=1), percentile))
 
 
 def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0,
                      max_hz: float | None = None, spec: Spectrogram | None = None) -> float:
-    """RMS level (dBFS) of the stationary noise, as white-noise equivalent.
+    """Level (dBFS) of the stationary noise: that of white noise with the measured density
+    over 0 Hz to :data:`FLOOR_REFERENCE_HZ` (20 kHz), the same at every rate and FFT size.
 
-    Minimum statistics over the STFT give each bin's stationary floor; music keeps most bins
-    busy, but hiss shows in the quietest ones (between partials, above a band limit).  The
-    ``percentile``-th quietest bin between 200 Hz and 95 % of Nyquist (leaving out empty
-    bins, 60 dB under the median floor) is taken as the noise density, and the level is
-    that of white noise with this density over the whole band.
-    A clip with no hiss reads very low (down to the codec or dither floor).  ``max_hz``
-    limits the bins looked at (to compare two versions of a clip over the same band); pass
-    ``spec`` (the clip's :func:`~genrestore.spectral.stft`) when it is already computed.
+    Minimum statistics over the STFT give each bin's stationary floor (its median over the
+    clip); music keeps most bins busy, but hiss shows in the quietest ones (between partials,
+    above a band limit).  The ``percentile``-th quietest bin of the fixed band
+    :data:`FLOOR_BAND_HZ` (200 Hz-15.2 kHz, or to 95 % of Nyquist below 32 kHz; bins 60 dB
+    under the median floor, a resampler's stop band, left out) is the noise density.  The
+    bias of minimum statistics *and* of taking that percentile is derived for the clip's
+    own tracker configuration and length from a white-noise calibration run
+    (:func:`~genrestore.spectral.white_noise_floor`), so white noise of a given density
+    reads the same (within about 0.5 dB) at any rate, FFT size and length from 3 s up.
+
+    Coloured noise: the percentile picks the quietest part of the band, so a band that grew
+    with the rate would read pink noise lower at higher rates (about 4.5 dB from 16 to
+    48 kHz over 200 Hz-95 % of Nyquist).  The band is therefore fixed; its top, 15.2 kHz,
+    is 95 % of the Nyquist frequency of 32 kHz (the generators' rate), so pink noise reads
+    the same from 32 kHz up.  At 16-31 kHz the band stops lower and pink noise reads up to
+    2-3 dB higher.  A top of 7.6 kHz would make 16 kHz agree too, but hiss on music would
+    read 1-1.5 dB higher, because music fills more of the bins under 7.6 kHz.
+
+    ``max_hz`` lowers the top of the band (to compare two versions of a clip, at different
+    rates, over the same band).  Returns ``-inf`` when the band holds no bin (``max_hz``
+    under 200 Hz, or a rate under 420 Hz) or the floor there is exactly zero (digital
+    silence).  A clip with no hiss reads very low (down to the codec, dither or float
+    rounding floor).  Pass ``spec`` (the clip's :func:`~genrestore.spectral.stft`) when it
+    is already computed.
     """
     spec = spec or stft(audio, sample_rate)
-    power = np.abs(spec.data) ** 2
-    floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2).mean(axis=0)  # (bins,)
     freqs = spec.freqs_hz
-    top = 0.95 * sample_rate / 2.0 if max_hz is None else min(max_hz, 0.95 * sample_rate / 2.0)
-    band = (freqs >= 200.0) & (freqs <= top)
+    top = min(FLOOR_BAND_HZ[1], 0.95 * sample_rate / 2.0)
+    if max_hz is not None:
+        top = min(top, max_hz)
+    band = (freqs >= FLOOR_BAND_HZ[0]) & (freqs <= top)
+    if not band.any():
+        return float("-inf")
+    data = spec.data
+    if data.shape[-2] > 4 * OVERLAP:  # frames that overlap the zero padding read low
+        data = data[..., OVERLAP - 1 : data.shape[-2] - OVERLAP + 1, :]
+    power = data.real**2 + data.imag**2
+    step, span = tracker_steps(power.shape[-2], spec.hop / sample_rate, 2.0, 0.1)
+    tracked = track_minima(power, step, span, 9)  # decimated, uncorrected
+    floor = np.median(tracked, axis=-2).mean(axis=0).astype(np.float64)  # (bins,)
+    floor_band = floor[band]
+    median = float(np.median(floor_band))
     # Bins 60 dB under the median floor are empty (a resampler's stop band), not hiss.
-    occupied = band & (floor >= np.median(floor[band]) * _EMPTY_BIN)
-    if not occupied.any():
-        return float(_db(0.0))
-    density = float(np.percentile(floor[occupied], percentile))
+    density = float(np.percentile(floor_band[floor_band >= median * _EMPTY_BIN], percentile))
+    if density <= 0.0:
+        return float("-inf")
+    density /= _percentile_of_white(step, span, 9, tracked.shape[-2], float(percentile))
     window = np.hanning(spec.n_fft + 1)[:-1]
-    # Parseval for a windowed frame: mean square = 2 * sum over one-sided bins / (N * sum w^2).
-    mean_square = density * spec.n_fft / (spec.n_fft * np.sum(window**2))
-    return float(_db(mean_square))
+    # White noise of variance s2 puts s2 * sum(w^2) in each bin, s2 / (rate / 2) per Hz.
+    variance = density / float(np.sum(window**2))
+    return float(_db(variance * FLOOR_REFERENCE_HZ / (sample_rate / 2.0)))
 
 
 def top_band_flatness(audio: np.ndarray, sample_rate: int, cutoff_hz: float, *,
