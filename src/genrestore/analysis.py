@@ -31,7 +31,7 @@ _BLOCK_S = 0.4
 _STEP_S = 0.1
 _ABS_GATE_LUFS = -70.0
 _REL_GATE_LU = -10.0
-#: Below this the clip is treated as digital silence (no loudness, no cutoff).
+#: Below this level (dBFS, DC left out) the clip is treated as silent (no cutoff).
 SILENCE_DBFS = -120.0
 
 
@@ -43,7 +43,10 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     """BS.1770 K-weighting (high shelf, then RLB high-pass) as second-order sections.
 
     Both filters are designed by the bilinear transform from the analogue prototypes
-    whose parameters reproduce the standard's 48 kHz coefficients, so any rate is exact.
+    whose parameters reproduce the standard's 48 kHz coefficients (exactly, at 48 kHz).  At
+    other rates the bilinear transform is exact only at the prewarped corner frequencies;
+    elsewhere the response departs slightly from the 48 kHz design (tests/test_analysis.py
+    checks that it stays within 0.1 dB at 100 Hz, 1 kHz and 10 kHz at 32 and 44.1 kHz).
     """
     fs = float(sample_rate)
     # Stage 1: the ~+4 dB high shelf.
@@ -110,15 +113,19 @@ def loudness_range_lu(audio: np.ndarray, sample_rate: int) -> float:
     return float(high - low)
 
 
-# True peak: 4x oversampling with a 48-tap polyphase FIR, evaluated only around samples
-# within 6 dB of the sample peak (an inter-sample peak 6 dB above both neighbours needs
-# content at the very top of the band, which audio does not carry).
+# True peak: 4x oversampling with a 48-tap polyphase FIR (Kaiser beta 5), evaluated only
+# around samples within 6 dB of the sample peak (an inter-sample peak 6 dB above both
+# neighbours needs content at the very top of the band, which audio seldom carries).  The
+# interpolator is flat (within 0.03 dB) up to about 15 kHz at 44.1 kHz but its middle
+# phases droop near Nyquist (about -0.9 dB at 18 kHz, -3.9 dB at 20 kHz), so peaks made of
+# content that high read low: comparable to the BS.1770 reference filter, not exact.
 _TP_TAPS = (signal.firwin(48, 0.25, window=("kaiser", 5.0)) * 4.0).reshape(12, 4)[::-1]
 _TP_NEAR = 0.5
 
 
 def true_peak(audio: np.ndarray) -> float:
-    """Linear true peak (4x oversampled, BS.1770-style) of ``(channels, samples)`` audio."""
+    """Linear true peak (4x oversampled, BS.1770-style) of ``(channels, samples)`` audio;
+    an estimate that reads low for content near Nyquist (see the interpolator above)."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     best = 0.0
     for channel in x:
@@ -155,6 +162,14 @@ def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray,
     return freqs, _db(psd.mean(axis=0))
 
 
+def _is_silent(freqs: np.ndarray, level: np.ndarray) -> bool:
+    """Whether a long-term spectrum (dB per Hz) holds less than :data:`SILENCE_DBFS` of
+    power in all (a level in dBFS against a threshold in dBFS; Welch removes DC, so a
+    DC-only clip counts as silent too)."""
+    power = float(np.sum(10.0 ** (level / 10.0)) * (freqs[1] - freqs[0])) if freqs.size > 1 else 0.0
+    return power <= 0.0 or 10.0 * np.log10(power) < SILENCE_DBFS
+
+
 def estimate_cutoff_hz(
     audio: np.ndarray,
     sample_rate: int,
@@ -170,12 +185,13 @@ def estimate_cutoff_hz(
     or lands on a flat floor (on the spectrum smoothed over 100 Hz), so a dark recording's
     natural roll-off is not taken for a codec's low-pass; the cutoff is then where the level
     falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the
-    highest frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
-    clips return the Nyquist frequency, silence returns 0.
+    highest frequency whose level is within ``range_db`` of the spectrum's maximum above
+    100 Hz.  Full-band clips return the Nyquist frequency; silence (less than
+    :data:`SILENCE_DBFS` in all, DC left out) returns 0.
     """
     freqs, level = long_term_spectrum(audio, sample_rate)
     nyquist = sample_rate / 2.0
-    if level.max() < SILENCE_DBFS:
+    if _is_silent(freqs, level):
         return 0.0
     resolution = float(freqs[1] - freqs[0])
     smooth = ndimage.uniform_filter1d(level, max(1, round(100.0 / resolution)), mode="nearest")
@@ -332,32 +348,76 @@ def flat_runs(mask: np.ndarray, min_run: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b - a >= min_run]
 
 
-def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = 1e-4
-                 ) -> tuple[int, int]:
-    """``(runs, samples)``: flat tops where the waveform was clipped.
+#: Samples of a flat top are equal to within this fraction of their level (float32
+#: rounding: a few units in the last place).
+CLIP_FLATNESS = 1e-6
+#: A flat top must be entered and left by a step of at least this much of its level...
+CLIP_MIN_STEP = 2.0**-12
+#: ... and of at least two 16-bit quantisation steps (full scale = 1).
+CLIP_MIN_STEP_ABS = 2.0 * 2.0**-15
 
-    A run is at least ``min_run`` consecutive samples whose magnitude lies within
-    ``tolerance`` (relative) of the clip's sample peak, so both integer clipping at full
-    scale and clipping followed by a gain change are found.  Peaks of unclipped music do
-    not repeat exactly for three samples.
+
+def clipped_mask(audio: np.ndarray, *, min_run: int = 3, tolerance: float = CLIP_FLATNESS
+                 ) -> np.ndarray:
+    """Boolean mask (shaped like ``audio``, 1-D or ``(channels, samples)``) of the samples
+    that lie on a clipped flat top.
+
+    A flat top is a run of at least ``min_run`` consecutive samples equal, to within
+    ``tolerance`` of their level, to the channel's most positive (or most negative) sample,
+    that the waveform enters and leaves by a step: the samples either side (where the
+    channel has them) lie at least :data:`CLIP_MIN_STEP` of the level and
+    :data:`CLIP_MIN_STEP_ABS` below it.  Both conditions are independent of frequency.  A
+    smooth crest, however low its frequency, never holds three float samples this equal
+    (a 40 Hz sine at 96 kHz changes by 3e-6 of its peak from the crest sample to the next);
+    quantised to 16 bits it can, but then it steps into the run by one quantisation step,
+    while a clipped wave arrives at its own slope.  Integer clipping at full scale,
+    float clipping at any level and clipping followed by a gain change are all found,
+    whatever the level; runs at zero (silence) and a channel that is constant throughout
+    (DC) are not flat tops.
     """
-    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    peak = float(np.max(np.abs(x), initial=0.0))
-    if peak == 0.0:
-        return 0, 0
-    found = [run for channel in x
-             for run in flat_runs(np.abs(channel) >= peak * (1.0 - tolerance), min_run)]
+    x = np.asarray(audio, dtype=np.float32)
+    channels = np.atleast_2d(x)
+    mask = np.zeros(channels.shape, dtype=bool)
+    for out, channel in zip(mask, channels, strict=True):
+        if channel.size < min_run:
+            continue
+        for sign in (1.0, -1.0):
+            values = sign * channel.astype(np.float64)
+            level = float(values.max())
+            if level <= 0.0:
+                continue
+            top = values >= level * (1.0 - tolerance)
+            step = max(level * CLIP_MIN_STEP, CLIP_MIN_STEP_ABS)
+            below = np.concatenate([[True], values < level - step, [True]])
+            for start, end in flat_runs(top, min_run):
+                inner = start > 0 or end < channel.size  # not the whole channel
+                if inner and below[start] and below[end + 1]:
+                    out[start:end] = True
+    return mask.reshape(x.shape)
+
+
+def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = CLIP_FLATNESS
+                 ) -> tuple[int, int]:
+    """``(runs, samples)``: flat tops where the waveform was clipped (see :func:`clipped_mask`,
+    which also tells the declip stage which samples to rebuild)."""
+    mask = np.atleast_2d(clipped_mask(audio, min_run=min_run, tolerance=tolerance))
+    found = [run for channel in mask for run in flat_runs(channel, min_run)]
     return len(found), sum(end - start for start, end in found)
 
 
 def interchannel_correlation(audio: np.ndarray) -> float:
-    """Pearson correlation of left and right (1.0 for mono or silence)."""
+    """Pearson correlation of left and right.
+
+    1.0 for one channel and for two identical channels (silence included); 0.0 when one
+    channel is constant (silent or DC only) and the other is not: a hard-panned source
+    shares nothing with an empty channel.
+    """
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    if x.shape[0] < 2:
+    if x.shape[0] < 2 or np.array_equal(x[0], x[1]):
         return 1.0
     left, right = x[0] - x[0].mean(), x[1] - x[1].mean()
     norm = float(np.sqrt(np.sum(left * left) * np.sum(right * right)))
-    return float(np.sum(left * right) / norm) if norm > 0 else 1.0
+    return float(np.sum(left * right) / norm) if norm > 0 else 0.0
 
 
 def stereo_width_db(audio: np.ndarray) -> float:
@@ -373,18 +433,21 @@ def stereo_width_db(audio: np.ndarray) -> float:
 
 
 def is_mono(audio: np.ndarray, *, side_db: float = -40.0) -> bool:
-    """True for one channel, or two whose difference is ``side_db`` or more below their sum
-    or whose correlation is 0.999 or more (mono saved as stereo, also through a joint-stereo
-    codec)."""
-    return bool(np.atleast_2d(audio).shape[0] == 1 or stereo_width_db(audio) <= side_db
-                or interchannel_correlation(audio) >= 0.999)
+    """True for one channel, or two that are the same signal: their difference (side) is
+    ``side_db`` or more below their sum (mid).  Identical channels, and mono through a
+    joint-stereo codec (the channels differ by codec noise 40 dB or more down), are mono;
+    scaled copies (L = 0.5 R is -9.5 dB), one silent or DC-only channel (0 dB) and
+    panned sources are stereo.  Correlation alone is not used: it does not see scale.
+    More than two channels are never mono."""
+    channels = np.atleast_2d(audio).shape[0]
+    return bool(channels == 1 or (channels == 2 and stereo_width_db(audio) <= side_db))
 
 
 def effective_bandwidth_hz(audio: np.ndarray, sample_rate: int, *, range_db: float = 60.0) -> float:
     """Highest frequency whose long-term level is within ``range_db`` of the spectrum's
     maximum (the no-reference bandwidth figure of ``genrestore bench``); 0 for silence."""
     freqs, level = long_term_spectrum(audio, sample_rate)
-    if level.max() < SILENCE_DBFS:
+    if _is_silent(freqs, level):
         return 0.0
     within = np.flatnonzero(level >= level.max() - range_db)
     return float(freqs[int(within[-1])])
@@ -412,7 +475,7 @@ class Analysis:
     dc_offset: float
     crest_factor_db: float
     interchannel_correlation: float
-    is_mono: bool  # one channel, or two identical ones
+    is_mono: bool  # one channel, or two the same to within -40 dB (see is_mono)
 
     @property
     def is_full_band(self) -> bool:
