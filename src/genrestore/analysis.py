@@ -245,7 +245,7 @@ def _percentile_of_white(step: int, span: int, smooth_bins: int, length: int,
     frames, then the ``percentile`` over bins) of the uncorrected tracker on white noise of
     unit power per bin, from the cached calibration run of :func:`white_noise_floor`."""
     unit = white_noise_floor(step, span, smooth_bins)
-    length = min(length, unit.shape[0] // 4)
+    length = min(length, unit.shape[0] // 8)  # at least 8 stretches to take medians of
     chunks = unit[: unit.shape[0] // length * length].reshape(-1, length, unit.shape[1])
     return float(np.percentile(np.median(chunks, axis=1), percentile))
 
@@ -381,17 +381,19 @@ def clipped_mask(audio: np.ndarray, *, min_run: int = 3, tolerance: float = CLIP
     for out, channel in zip(mask, channels, strict=True):
         if channel.size < min_run:
             continue
-        for sign in (1.0, -1.0):
-            values = sign * channel.astype(np.float64)
-            level = float(values.max())
-            if level <= 0.0:
+        for sign, extreme in ((1.0, float(channel.max())), (-1.0, -float(channel.min()))):
+            if extreme <= 0.0:  # no flat top at zero, none on a side the channel never reaches
                 continue
-            top = values >= level * (1.0 - tolerance)
-            step = max(level * CLIP_MIN_STEP, CLIP_MIN_STEP_ABS)
-            below = np.concatenate([[True], values < level - step, [True]])
-            for start, end in flat_runs(top, min_run):
-                inner = start > 0 or end < channel.size  # not the whole channel
-                if inner and below[start] and below[end + 1]:
+            level = np.float32(extreme * (1.0 - tolerance))
+            top = channel >= level if sign > 0 else channel <= -level
+            runs = flat_runs(top, min_run) if np.count_nonzero(top) >= min_run else []
+            step = max(extreme * CLIP_MIN_STEP, CLIP_MIN_STEP_ABS)
+            for start, end in runs:
+                if start == 0 and end == channel.size:  # constant throughout: DC, not a clip
+                    continue
+                before = start == 0 or sign * float(channel[start - 1]) < extreme - step
+                after = end == channel.size or sign * float(channel[end]) < extreme - step
+                if before and after:
                     out[start:end] = True
     return mask.reshape(x.shape)
 
