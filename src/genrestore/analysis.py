@@ -9,6 +9,7 @@ test suite checks it against pyloudnorm and ``genrestore bench --speed`` times b
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -17,13 +18,20 @@ import numpy as np
 from scipy import ndimage, signal
 
 from genrestore.io import probe, read_audio
-from genrestore.spectral import Spectrogram, noise_psd, stft
+from genrestore.spectral import (
+    OVERLAP,
+    Spectrogram,
+    stft,
+    track_minima,
+    tracker_steps,
+    white_noise_floor,
+)
 
 _BLOCK_S = 0.4
 _STEP_S = 0.1
 _ABS_GATE_LUFS = -70.0
 _REL_GATE_LU = -10.0
-#: Below this the clip is treated as digital silence (no loudness, no cutoff).
+#: Below this level (dBFS, DC left out) the clip is treated as silent (no cutoff).
 SILENCE_DBFS = -120.0
 
 
@@ -35,7 +43,10 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     """BS.1770 K-weighting (high shelf, then RLB high-pass) as second-order sections.
 
     Both filters are designed by the bilinear transform from the analogue prototypes
-    whose parameters reproduce the standard's 48 kHz coefficients, so any rate is exact.
+    whose parameters reproduce the standard's 48 kHz coefficients (exactly, at 48 kHz).  At
+    other rates the bilinear transform is exact only at the prewarped corner frequencies;
+    elsewhere the response departs slightly from the 48 kHz design (tests/test_analysis.py
+    checks that it stays within 0.1 dB at 100 Hz, 1 kHz and 10 kHz at 32 and 44.1 kHz).
     """
     fs = float(sample_rate)
     # Stage 1: the ~+4 dB high shelf.
@@ -102,15 +113,19 @@ def loudness_range_lu(audio: np.ndarray, sample_rate: int) -> float:
     return float(high - low)
 
 
-# True peak: 4x oversampling with a 48-tap polyphase FIR, evaluated only around samples
-# within 6 dB of the sample peak (an inter-sample peak 6 dB above both neighbours needs
-# content at the very top of the band, which audio does not carry).
+# True peak: 4x oversampling with a 48-tap polyphase FIR (Kaiser beta 5), evaluated only
+# around samples within 6 dB of the sample peak (an inter-sample peak 6 dB above both
+# neighbours needs content at the very top of the band, which audio seldom carries).  The
+# interpolator is flat (within 0.03 dB) up to about 15 kHz at 44.1 kHz but its middle
+# phases droop near Nyquist (about -0.9 dB at 18 kHz, -3.9 dB at 20 kHz), so peaks made of
+# content that high read low: comparable to the BS.1770 reference filter, not exact.
 _TP_TAPS = (signal.firwin(48, 0.25, window=("kaiser", 5.0)) * 4.0).reshape(12, 4)[::-1]
 _TP_NEAR = 0.5
 
 
 def true_peak(audio: np.ndarray) -> float:
-    """Linear true peak (4x oversampled, BS.1770-style) of ``(channels, samples)`` audio."""
+    """Linear true peak (4x oversampled, BS.1770-style) of ``(channels, samples)`` audio;
+    an estimate that reads low for content near Nyquist (see the interpolator above)."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     best = 0.0
     for channel in x:
@@ -147,6 +162,14 @@ def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray,
     return freqs, _db(psd.mean(axis=0))
 
 
+def _is_silent(freqs: np.ndarray, level: np.ndarray) -> bool:
+    """Whether a long-term spectrum (dB per Hz) holds less than :data:`SILENCE_DBFS` of
+    power in all (a level in dBFS against a threshold in dBFS; Welch removes DC, so a
+    DC-only clip counts as silent too)."""
+    power = float(np.sum(10.0 ** (level / 10.0)) * (freqs[1] - freqs[0])) if freqs.size > 1 else 0.0
+    return power <= 0.0 or 10.0 * np.log10(power) < SILENCE_DBFS
+
+
 def estimate_cutoff_hz(
     audio: np.ndarray,
     sample_rate: int,
@@ -162,12 +185,13 @@ def estimate_cutoff_hz(
     or lands on a flat floor (on the spectrum smoothed over 100 Hz), so a dark recording's
     natural roll-off is not taken for a codec's low-pass; the cutoff is then where the level
     falls 3 dB below the passband just under the knee.  Without a knee, a *roll-off*: the
-    highest frequency whose level is within ``range_db`` of the spectrum's maximum.  Full-band
-    clips return the Nyquist frequency, silence returns 0.
+    highest frequency whose level is within ``range_db`` of the spectrum's maximum above
+    100 Hz.  Full-band clips return the Nyquist frequency; silence (less than
+    :data:`SILENCE_DBFS` in all, DC left out) returns 0.
     """
     freqs, level = long_term_spectrum(audio, sample_rate)
     nyquist = sample_rate / 2.0
-    if level.max() < SILENCE_DBFS:
+    if _is_silent(freqs, level):
         return 0.0
     resolution = float(freqs[1] - freqs[0])
     smooth = ndimage.uniform_filter1d(level, max(1, round(100.0 / resolution)), mode="nearest")
@@ -206,36 +230,91 @@ def estimate_cutoff_hz(
 _EMPTY_BIN = 1e-6
 #: Flatness above which a band counts as noise (white noise reads about 0.56).
 NOISE_LIKE_FLATNESS = 0.4
+#: The noise floor is the level white noise of the measured density would have over
+#: 0 Hz to ``FLOOR_REFERENCE_HZ`` (a fixed band, so the number does not depend on the rate).
+FLOOR_REFERENCE_HZ = 20000.0
+#: The bins the floor is looked for in: a fixed frequency band (cut at 95 % of Nyquist at
+#: rates under 32 kHz), so a coloured noise reads the same at every rate from 32 kHz up.
+FLOOR_BAND_HZ = (200.0, 15200.0)
+#: The minimum-statistics window and smoothing (seconds) and bins the floor is measured with
+#: (0.05 or 0.2 s of smoothing reads hiss on music 0.5-4 dB further off; 3-15 bins change little).
+_FLOOR_WINDOW_S = 2.0
+_FLOOR_SMOOTH_S = 0.1
+_FLOOR_BINS = 9
+
+
+@functools.lru_cache(maxsize=64)
+def _percentile_of_white(step: int, span: int, smooth_bins: int, length: int,
+                         percentile: float) -> float:
+    """The :func:`noise_floor_dbfs` statistic (per-bin median over ``length`` decimated
+    frames, then the ``percentile`` over bins) of the uncorrected tracker on white noise of
+    unit power per bin, from the cached calibration run of :func:`white_noise_floor`."""
+    unit = white_noise_floor(step, span, smooth_bins)
+    length = min(length, unit.shape[0] // 8)  # at least 8 stretches to take medians of
+    chunks = unit[: unit.shape[0] // length * length].reshape(-1, length, unit.shape[1])
+    return float(np.percentile(np.median(chunks, axis=1), percentile))
 
 
 def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0,
                      max_hz: float | None = None, spec: Spectrogram | None = None) -> float:
-    """RMS level (dBFS) of the stationary noise, as white-noise equivalent.
+    """Level (dBFS) of the stationary noise: that of white noise with the measured density
+    over 0 Hz to :data:`FLOOR_REFERENCE_HZ` (20 kHz), the same at every rate and FFT size.
 
-    Minimum statistics over the STFT give each bin's stationary floor; music keeps most bins
-    busy, but hiss shows in the quietest ones (between partials, above a band limit).  The
-    ``percentile``-th quietest bin between 200 Hz and 95 % of Nyquist (leaving out empty
-    bins, 60 dB under the median floor) is taken as the noise density, and the level is
-    that of white noise with this density over the whole band.
-    A clip with no hiss reads very low (down to the codec or dither floor).  ``max_hz``
-    limits the bins looked at (to compare two versions of a clip over the same band); pass
-    ``spec`` (the clip's :func:`~genrestore.spectral.stft`) when it is already computed.
+    Minimum statistics over the STFT give each bin's stationary floor (its median over the
+    clip); music keeps most bins busy, but hiss shows in the quietest ones (between partials,
+    above a band limit).  The ``percentile``-th quietest bin of the fixed band
+    :data:`FLOOR_BAND_HZ` (200 Hz-15.2 kHz, or to 95 % of Nyquist below 32 kHz; bins 60 dB
+    under the median floor, a resampler's stop band, left out) is the noise density.  The
+    bias of minimum statistics *and* of taking that percentile is derived for the clip's
+    own tracker configuration and length from a white-noise calibration run
+    (:func:`~genrestore.spectral.white_noise_floor`), so white noise of a given density
+    reads the same (within about 0.5 dB) at any rate, FFT size and length from 3 s up.  On
+    music, hiss reads 2-4 dB above its own level (measured on the test song with hiss at -50
+    to -70 dBFS): music occupies part of every window, so fewer noise-only frames enter each
+    minimum than in the white-noise calibration.
+
+    Coloured noise: the percentile picks the quietest part of the band, so a band that grew
+    with the rate would read pink noise lower at higher rates (about 4.5 dB from 16 to
+    48 kHz over 200 Hz-95 % of Nyquist).  The band is therefore fixed; its top, 15.2 kHz,
+    is 95 % of the Nyquist frequency of 32 kHz (the generators' rate), so pink noise reads
+    the same from 32 kHz up.  At 16-31 kHz the band stops lower and pink noise reads up to
+    2-3 dB higher.  A top of 7.6 kHz would make 16 kHz agree too, but hiss on music would
+    read 1-1.5 dB higher, because music fills more of the bins under 7.6 kHz.
+
+    ``max_hz`` lowers the top of the band (to compare two versions of a clip, at different
+    rates, over the same band).  Returns ``-inf`` when the band holds no bin (``max_hz``
+    under 200 Hz, or a rate under 420 Hz) or the floor there is exactly zero (digital
+    silence).  A clip with no hiss reads very low (down to the codec, dither or float
+    rounding floor).  Pass ``spec`` (the clip's :func:`~genrestore.spectral.stft`) when it
+    is already computed.
     """
     spec = spec or stft(audio, sample_rate)
-    power = np.abs(spec.data) ** 2
-    floor = np.median(noise_psd(power, spec.hop / sample_rate), axis=-2).mean(axis=0)  # (bins,)
     freqs = spec.freqs_hz
-    top = 0.95 * sample_rate / 2.0 if max_hz is None else min(max_hz, 0.95 * sample_rate / 2.0)
-    band = (freqs >= 200.0) & (freqs <= top)
+    top = min(FLOOR_BAND_HZ[1], 0.95 * sample_rate / 2.0)
+    if max_hz is not None:
+        top = min(top, max_hz)
+    band = (freqs >= FLOOR_BAND_HZ[0]) & (freqs <= top)
+    if not band.any():
+        return float("-inf")
+    data = spec.data
+    if data.shape[-2] > 4 * OVERLAP:  # frames that overlap the zero padding read low
+        data = data[..., OVERLAP - 1 : data.shape[-2] - OVERLAP + 1, :]
+    power = data.real**2 + data.imag**2
+    step, span = tracker_steps(power.shape[-2], spec.hop / sample_rate, _FLOOR_WINDOW_S,
+                               _FLOOR_SMOOTH_S)
+    tracked = track_minima(power, step, span, _FLOOR_BINS)  # decimated, uncorrected
+    floor = np.median(tracked, axis=-2).mean(axis=0).astype(np.float64)  # (bins,)
+    floor_band = floor[band]
+    median = float(np.median(floor_band))
     # Bins 60 dB under the median floor are empty (a resampler's stop band), not hiss.
-    occupied = band & (floor >= np.median(floor[band]) * _EMPTY_BIN)
-    if not occupied.any():
-        return float(_db(0.0))
-    density = float(np.percentile(floor[occupied], percentile))
+    density = float(np.percentile(floor_band[floor_band >= median * _EMPTY_BIN], percentile))
+    if density <= 0.0:
+        return float("-inf")
+    density /= _percentile_of_white(step, span, _FLOOR_BINS, tracked.shape[-2], float(percentile))
     window = np.hanning(spec.n_fft + 1)[:-1]
-    # Parseval for a windowed frame: mean square = 2 * sum over one-sided bins / (N * sum w^2).
-    mean_square = density * spec.n_fft / (spec.n_fft * np.sum(window**2))
-    return float(_db(mean_square))
+    # White noise of variance s2 puts s2 * sum(w^2) in each bin, s2 / (rate / 2) per Hz.
+    variance = density / float(np.sum(window**2))
+    return float(_db(variance * FLOOR_REFERENCE_HZ / (sample_rate / 2.0)))
 
 
 def top_band_flatness(audio: np.ndarray, sample_rate: int, cutoff_hz: float, *,
@@ -278,32 +357,78 @@ def flat_runs(mask: np.ndarray, min_run: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b - a >= min_run]
 
 
-def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = 1e-4
-                 ) -> tuple[int, int]:
-    """``(runs, samples)``: flat tops where the waveform was clipped.
+#: Samples of a flat top are equal to within this fraction of their level (float32
+#: rounding: a few units in the last place).
+CLIP_FLATNESS = 1e-6
+#: A flat top must be entered and left by a step of at least this much of its level...
+CLIP_MIN_STEP = 2.0**-12
+#: ... and of at least two 16-bit quantisation steps (full scale = 1).
+CLIP_MIN_STEP_ABS = 2.0 * 2.0**-15
 
-    A run is at least ``min_run`` consecutive samples whose magnitude lies within
-    ``tolerance`` (relative) of the clip's sample peak, so both integer clipping at full
-    scale and clipping followed by a gain change are found.  Peaks of unclipped music do
-    not repeat exactly for three samples.
+
+def clipped_mask(audio: np.ndarray, *, min_run: int = 3, tolerance: float = CLIP_FLATNESS
+                 ) -> np.ndarray:
+    """Boolean mask (shaped like ``audio``, 1-D or ``(channels, samples)``) of the samples
+    that lie on a clipped flat top.
+
+    A flat top is a run of at least ``min_run`` consecutive samples equal, to within
+    ``tolerance`` of their level, to the channel's most positive (or most negative) sample,
+    that the waveform enters and leaves by a step: the samples either side (where the
+    channel has them) lie at least :data:`CLIP_MIN_STEP` of the level and
+    :data:`CLIP_MIN_STEP_ABS` below it.  Both conditions are independent of frequency.  A
+    smooth crest, however low its frequency, never holds three float samples this equal
+    (a 40 Hz sine at 96 kHz changes by 3e-6 of its peak from the crest sample to the next);
+    quantised to 16 bits it can, but then it steps into the run by one quantisation step,
+    while a clipped wave arrives at its own slope.  Integer clipping at full scale,
+    float clipping at any level and clipping followed by a gain change are all found,
+    whatever the level; runs at zero (silence) and a channel that is constant throughout
+    (DC) are not flat tops.
     """
-    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    peak = float(np.max(np.abs(x), initial=0.0))
-    if peak == 0.0:
-        return 0, 0
-    found = [run for channel in x
-             for run in flat_runs(np.abs(channel) >= peak * (1.0 - tolerance), min_run)]
+    x = np.asarray(audio, dtype=np.float32)
+    channels = np.atleast_2d(x)
+    mask = np.zeros(channels.shape, dtype=bool)
+    for out, channel in zip(mask, channels, strict=True):
+        if channel.size < min_run:
+            continue
+        for sign, extreme in ((1.0, float(channel.max())), (-1.0, -float(channel.min()))):
+            if extreme <= 0.0:  # no flat top at zero, none on a side the channel never reaches
+                continue
+            level = np.float32(extreme * (1.0 - tolerance))
+            top = channel >= level if sign > 0 else channel <= -level
+            runs = flat_runs(top, min_run) if np.count_nonzero(top) >= min_run else []
+            step = max(extreme * CLIP_MIN_STEP, CLIP_MIN_STEP_ABS)
+            for start, end in runs:
+                if start == 0 and end == channel.size:  # constant throughout: DC, not a clip
+                    continue
+                before = start == 0 or sign * float(channel[start - 1]) < extreme - step
+                after = end == channel.size or sign * float(channel[end]) < extreme - step
+                if before and after:
+                    out[start:end] = True
+    return mask.reshape(x.shape)
+
+
+def clipped_runs(audio: np.ndarray, *, min_run: int = 3, tolerance: float = CLIP_FLATNESS
+                 ) -> tuple[int, int]:
+    """``(runs, samples)``: flat tops where the waveform was clipped (see :func:`clipped_mask`,
+    which also tells the declip stage which samples to rebuild)."""
+    mask = np.atleast_2d(clipped_mask(audio, min_run=min_run, tolerance=tolerance))
+    found = [run for channel in mask for run in flat_runs(channel, min_run)]
     return len(found), sum(end - start for start, end in found)
 
 
 def interchannel_correlation(audio: np.ndarray) -> float:
-    """Pearson correlation of left and right (1.0 for mono or silence)."""
+    """Pearson correlation of left and right.
+
+    1.0 for one channel and for two identical channels (silence included); 0.0 when one
+    channel is constant (silent or DC only) and the other is not: a hard-panned source
+    shares nothing with an empty channel.
+    """
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    if x.shape[0] < 2:
+    if x.shape[0] < 2 or np.array_equal(x[0], x[1]):
         return 1.0
     left, right = x[0] - x[0].mean(), x[1] - x[1].mean()
     norm = float(np.sqrt(np.sum(left * left) * np.sum(right * right)))
-    return float(np.sum(left * right) / norm) if norm > 0 else 1.0
+    return float(np.sum(left * right) / norm) if norm > 0 else 0.0
 
 
 def stereo_width_db(audio: np.ndarray) -> float:
@@ -319,18 +444,21 @@ def stereo_width_db(audio: np.ndarray) -> float:
 
 
 def is_mono(audio: np.ndarray, *, side_db: float = -40.0) -> bool:
-    """True for one channel, or two whose difference is ``side_db`` or more below their sum
-    or whose correlation is 0.999 or more (mono saved as stereo, also through a joint-stereo
-    codec)."""
-    return bool(np.atleast_2d(audio).shape[0] == 1 or stereo_width_db(audio) <= side_db
-                or interchannel_correlation(audio) >= 0.999)
+    """True for one channel, or two that are the same signal: their difference (side) is
+    ``side_db`` or more below their sum (mid).  Identical channels, and mono through a
+    joint-stereo codec (the channels differ by codec noise 40 dB or more down), are mono;
+    scaled copies (L = 0.5 R is -9.5 dB), one silent or DC-only channel (0 dB) and
+    panned sources are stereo.  Correlation alone is not used: it does not see scale.
+    More than two channels are never mono."""
+    channels = np.atleast_2d(audio).shape[0]
+    return bool(channels == 1 or (channels == 2 and stereo_width_db(audio) <= side_db))
 
 
 def effective_bandwidth_hz(audio: np.ndarray, sample_rate: int, *, range_db: float = 60.0) -> float:
     """Highest frequency whose long-term level is within ``range_db`` of the spectrum's
     maximum (the no-reference bandwidth figure of ``genrestore bench``); 0 for silence."""
     freqs, level = long_term_spectrum(audio, sample_rate)
-    if level.max() < SILENCE_DBFS:
+    if _is_silent(freqs, level):
         return 0.0
     within = np.flatnonzero(level >= level.max() - range_db)
     return float(freqs[int(within[-1])])
@@ -358,7 +486,7 @@ class Analysis:
     dc_offset: float
     crest_factor_db: float
     interchannel_correlation: float
-    is_mono: bool  # one channel, or two identical ones
+    is_mono: bool  # one channel, or two the same to within -40 dB (see is_mono)
 
     @property
     def is_full_band(self) -> bool:

@@ -8,6 +8,7 @@ is applied smoothly.  Spectrograms are ``(channels, frames, bins)`` complex64.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,8 @@ OVERLAP = 4
 
 
 def default_n_fft(sample_rate: int) -> int:
-    """An FFT size of about 46 ms: 2048 at 44.1/48 kHz, 1024 at 22-32 kHz."""
+    """The power of two nearest 46 ms (at least 256): 1024 from about 16 to 31 kHz, 2048 at
+    32, 44.1 and 48 kHz (64, 46 and 43 ms)."""
     target = 0.046 * sample_rate
     return int(2 ** max(8, round(np.log2(target))))
 
@@ -89,9 +91,63 @@ def istft(spec: Spectrogram) -> np.ndarray:
     return out[:, start : start + spec.length]
 
 
-#: Ratio of a stationary noise's mean power to the uncorrected minimum tracked by
-#: :func:`noise_psd` with its defaults; measured on white noise (tests/test_spectral.py checks it).
-_MINSTAT_BIAS = 5.9
+def tracker_steps(frames: int, hop_s: float, window_s: float, smooth_s: float) -> tuple[int, int]:
+    """``(step, span)``: decimation step in frames and running-minimum span in decimated frames."""
+    step = max(1, round(smooth_s / hop_s / 2))  # decimate in time: the floor moves slowly
+    decimated = -(-frames // step)
+    span = int(min(decimated, max(2, round(window_s / (hop_s * step)))))
+    return step, span
+
+
+def track_minima(power: np.ndarray, step: int, span: int, smooth_bins: int) -> np.ndarray:
+    """The uncorrected minimum-statistics floor, decimated in time by ``step``."""
+    smoothed = ndimage.uniform_filter1d(
+        power, size=min(2 * step, power.shape[-2]), axis=-2, mode="nearest"
+    )[..., ::step, :]
+    floor = ndimage.minimum_filter1d(smoothed, size=span, axis=-2, mode="nearest")
+    floor = ndimage.minimum_filter1d(floor, size=smooth_bins, axis=-1, mode="nearest")
+    return ndimage.uniform_filter1d(floor, size=smooth_bins, axis=-1, mode="nearest")
+
+
+#: The white-noise calibration: frames of a 128-point STFT (same window and overlap as
+#: :func:`stft`), ``_CAL_WINDOWS`` minimum-statistics windows long, edge bins left out.
+_CAL_N_FFT = 128
+_CAL_WINDOWS = 32
+_CAL_SEED = 20261124
+
+
+@functools.lru_cache(maxsize=32)
+def white_noise_floor(step: int, span: int, smooth_bins: int) -> np.ndarray:
+    """What the tracker (:func:`track_minima`, uncorrected, decimated) returns for stationary
+    white noise of unit mean power per bin: ``(frames, bins)`` float64, read-only.
+
+    The ratio of a stationary noise's mean power to its tracked minimum depends on the
+    decimation ``step``, the ``span`` and ``smooth_bins``, and the smoothed periodogram
+    values it takes minima of are correlated (75 %-overlapping Hann frames, neighbouring
+    bins share leakage), so there is no closed form for it.  It is measured instead, once
+    per configuration (cached), by running a deterministic white-noise periodogram through
+    the same tracker.  Because the window and the overlap are fixed, the correlations, and so
+    the result, depend only on these three integers, not on the rate or the FFT size.
+    """
+    hop = _CAL_N_FFT // OVERLAP
+    frames = _CAL_WINDOWS * span * step
+    rng = np.random.default_rng(_CAL_SEED)
+    noise = rng.standard_normal((frames - 1) * hop + _CAL_N_FFT, dtype=np.float32)
+    window = _window(_CAL_N_FFT)
+    view = np.lib.stride_tricks.sliding_window_view(noise, _CAL_N_FFT)[::hop]
+    power = np.abs(scipy.fft.rfft(view * window, axis=-1)) ** 2
+    unit = power / np.float32(np.sum(window.astype(np.float64) ** 2))  # mean 1 per bin
+    floor = track_minima(unit.astype(np.float32), step, span, smooth_bins)
+    edge = smooth_bins + 1  # DC, Nyquist and the bins the frequency filters pad
+    out = floor[:, edge:-edge].astype(np.float64)
+    out.flags.writeable = False
+    return out
+
+
+def minstat_bias(step: int, span: int, smooth_bins: int) -> float:
+    """Mean power of stationary noise over its uncorrected tracked minimum (about 3 to 11,
+    depending on the configuration; see :func:`white_noise_floor`)."""
+    return float(1.0 / white_noise_floor(step, span, smooth_bins).mean())
 
 
 def noise_psd(
@@ -109,16 +165,13 @@ def noise_psd(
     stationary hiss stays, so the minimum follows the hiss even with no silent lead-in.
     Across frequency a running minimum then a mean over ``smooth_bins`` bins removes
     sustained tonal peaks (hiss is smooth in frequency, notes are not).  The result is
-    corrected for the bias of taking minima and returned shaped like ``power``.
+    corrected for the bias of taking minima, derived for this very configuration
+    (:func:`minstat_bias`), so it is the mean noise power per bin (the scale of ``power``)
+    at any rate, hop and ``window_s`` (tests/test_measurements.py checks white noise at 16 to
+    48 kHz and 0.2 to 10 s); it is returned shaped like ``power``.
     """
     frames = power.shape[-2]
-    step = max(1, round(smooth_s / hop_s / 2))  # decimate in time: the floor moves slowly
-    smoothed = ndimage.uniform_filter1d(
-        power, size=min(2 * step, frames), axis=-2, mode="nearest"
-    )[..., ::step, :]
-    span = int(min(smoothed.shape[-2], max(2, round(window_s / (hop_s * step)))))
-    floor = ndimage.minimum_filter1d(smoothed, size=span, axis=-2, mode="nearest")
-    floor = ndimage.minimum_filter1d(floor, size=smooth_bins, axis=-1, mode="nearest")
-    floor = ndimage.uniform_filter1d(floor, size=smooth_bins, axis=-1, mode="nearest")
-    floor *= np.float32(_MINSTAT_BIAS)
+    step, span = tracker_steps(frames, hop_s, window_s, smooth_s)
+    floor = track_minima(power, step, span, smooth_bins)
+    floor *= np.float32(minstat_bias(step, span, smooth_bins))
     return np.repeat(floor, step, axis=-2)[..., :frames, :]

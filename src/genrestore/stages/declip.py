@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import linalg
 
-from genrestore.analysis import flat_runs
+from genrestore.analysis import CLIP_FLATNESS, clipped_mask, flat_runs
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
@@ -110,7 +110,7 @@ def declip(
     *,
     order: int = 32,
     min_run: int = 3,
-    tolerance: float = 1e-4,
+    tolerance: float = CLIP_FLATNESS,
     max_run: int = 256,
     max_gain_db: float = 12.0,
     block: int = 2048,
@@ -119,8 +119,8 @@ def declip(
     ``(audio as (channels, samples), runs fixed)``.  The parameters follow :class:`Declip`'s
     rules.
 
-    A run is ``min_run`` or more consecutive samples within ``tolerance`` of the clip's
-    sample peak.  The clip is processed in half-overlapping blocks of ``block`` samples:
+    A run is a flat top of :func:`genrestore.analysis.clipped_mask` (``tolerance`` is its
+    flatness).  The clip is processed in half-overlapping blocks of ``block`` samples:
     an AR model of ``order`` is fitted to the block's unclipped stretches, and every run
     whose middle lies in the block's central half is interpolated jointly (then refitted
     and solved once more, see :func:`_declip_block`).  Runs longer than
@@ -136,7 +136,7 @@ def declip(
     hop = block // 2
     fixed = 0
     for channel in x:
-        clipped = np.abs(channel) >= peak * (1.0 - tolerance)
+        clipped = clipped_mask(channel, min_run=min_run, tolerance=tolerance)
         runs = [(s, e) for s, e in flat_runs(clipped, min_run)
                 if e - s <= max_run and s >= order and channel.size - e >= order]
         if not runs:
