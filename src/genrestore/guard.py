@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrestore.analysis import (
+    FLOOR_REFERENCE_HZ,
     Analysis,
     clipped_runs,
     integrated_lufs,
@@ -67,7 +68,8 @@ def _octave_levels(audio: np.ndarray, sample_rate: int, top_hz: float,
     density summed over the band, so the figure does not depend on the sample rate."""
     freqs, level = long_term_spectrum(audio, sample_rate)
     density = 10.0 ** (level / 10.0) * (freqs[1] - freqs[0])  # power per bin
-    noise_per_hz = 0.0 if noise_dbfs is None else 10.0 ** (noise_dbfs / 10.0) / (sample_rate / 2.0)
+    noise_per_hz = 0.0 if noise_dbfs is None or not np.isfinite(noise_dbfs) else (
+        10.0 ** (noise_dbfs / 10.0) / FLOOR_REFERENCE_HZ)  # the floor's white-noise density
     edges = 125.0 * 2.0 ** np.arange(0, 7)  # 125 Hz .. 8 kHz
     edges = edges[edges <= top_hz]
     bands = [max(float(density[(freqs >= lo) & (freqs < hi)].sum()) - noise_per_hz * (hi - lo),
@@ -95,8 +97,8 @@ def baseline(before: np.ndarray, before_rate: int, analysis: Analysis) -> Baseli
         music = _octave_levels(before, before_rate, top, analysis.noise_floor_dbfs)
     floor = None
     if np.isfinite(analysis.integrated_lufs):
-        floor = (noise_floor_dbfs(before, before_rate, max_hz=analysis.cutoff_hz)
-                 - analysis.integrated_lufs)
+        measured = noise_floor_dbfs(before, before_rate, max_hz=analysis.cutoff_hz)
+        floor = measured - analysis.integrated_lufs if np.isfinite(measured) else None
     return Baseline(analysis, levels, music, floor)
 
 
