@@ -69,7 +69,7 @@ def test_existing_output_needs_overwrite_and_inputs_are_never_replaced(tmp_path:
     assert not list(tmp_path.glob(".*.part")), "no temporary file may be left behind"
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002])
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002], ids=oct)
 def test_outputs_get_the_permissions_of_any_new_file(tmp_path: Path, umask: int,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     old = os.umask(umask)
@@ -88,7 +88,8 @@ def test_outputs_get_the_permissions_of_any_new_file(tmp_path: Path, umask: int,
 
 
 @pytest.mark.parametrize("error", [ValueError("bad frames"), TypeError("bad argument"),
-                                   KeyboardInterrupt(), RuntimeError("a bug"), MemoryError()])
+                                   KeyboardInterrupt(), RuntimeError("a bug"), MemoryError()],
+                         ids=lambda e: type(e).__name__)
 def test_temporary_file_removed_when_the_writer_raises_anything(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     def failing_write(file: object, *args: object, **kwargs: object) -> None:
@@ -106,7 +107,7 @@ def test_temporary_file_removed_when_the_writer_raises_anything(
     (OSError(errno.ENOSPC, "No space left on device"), "cannot write: no space left on the disk"),
     (PermissionError(errno.EACCES, "Permission denied"), "cannot write: permission denied"),
     (OSError(errno.EIO, "Input/output error"), "cannot write: input/output error"),
-])
+], ids=["ENOSPC", "EACCES", "EIO"])
 def test_disk_errors_while_writing_are_sentences_and_leave_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, message: str) -> None:
     def failing_write(file: object, *args: object, **kwargs: object) -> None:
