@@ -301,3 +301,47 @@ def test_find_audio_files_walks_folders(tmp_path: Path) -> None:
         (tmp_path / p).write_bytes(b"x")
     found = find_audio_files([tmp_path / "a"])
     assert [str(rel) for _, rel in found] == ["b/two.flac", "one.wav"]
+
+
+def _id3_tag(size: int) -> bytes:
+    """An ID3v2.4 tag of ``size`` bytes of padding (as a tag holding cover art is long)."""
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x04\x00\x00" + syncsafe + bytes(size)
+
+
+def _mp3(tmp_path: Path) -> bytes:
+    sf.write(tmp_path / "m.mp3", white(44100, 1.0, -20).T, 44100, format="MP3")
+    data = (tmp_path / "m.mp3").read_bytes()
+    (tmp_path / "m.mp3").unlink()
+    return data
+
+
+def test_mp3_after_a_long_id3_tag_reads(tmp_path: Path, capfd: pytest.CaptureFixture[str]
+                                        ) -> None:
+    data = _mp3(tmp_path)
+    path = tmp_path / "tagged.mp3"
+    path.write_bytes(_id3_tag(200_000) + data)  # longer than the bytes sniffed at first
+    audio, rate = read_audio(path)
+    assert rate == 44100
+    assert audio.shape == (1, 44100)
+    assert capfd.readouterr().err == ""
+
+
+def test_truncated_mp3_is_refused_before_the_decoder_speaks(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    data = _mp3(tmp_path)
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioFileError, match=r"truncated: the MP3 header declares \d+ bytes"):
+        read_audio(path)
+    assert capfd.readouterr().err == ""  # libmpg123 would print "Xing stream size off"
+
+
+def test_truncated_wav_with_a_long_chunk_before_the_data(tmp_path: Path) -> None:
+    path = _truncated_wav(tmp_path, 44100, 1000, channels=1)
+    data = path.read_bytes()
+    junk = b"JUNK" + (100_000).to_bytes(4, "little") + bytes(100_000)  # past the first read
+    path.write_bytes(data[:4] + (len(data) + len(junk) - 8).to_bytes(4, "little") + data[8:12]
+                     + junk + data[12:])
+    with pytest.raises(AudioFileError, match="declares 44100 frames, the file holds 1000"):
+        read_audio(path)

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -112,10 +113,9 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
         if size == 0:
             raise AudioFileError(p, "empty file")
         with open(p, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
+            _sniff(p, f, size)
     except OSError as exc:
         raise AudioFileError(p, _os_reason(exc, "read")) from exc
-    _sniff(p, head, size)
     try:
         info = sf.info(os.fsencode(p))
     except sf.SoundFileError as exc:
@@ -205,7 +205,11 @@ def write_audio(
     for other in protect:
         if _same_file(dst, Path(other)):
             raise AudioFileError(dst, "refusing to overwrite an input file")
-    if dst.exists() and not overwrite:
+    try:
+        exists = dst.exists()
+    except OSError as exc:  # a folder on the way that cannot be searched
+        raise AudioFileError(dst, _os_reason(exc, "write")) from exc
+    if exists and not overwrite:
         raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
     arr = np.asarray(audio)
     if arr.ndim != 2:
@@ -344,10 +348,11 @@ _MPEG_KBPS = {
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
-def _sniff(p: Path, head: bytes, size: int) -> None:
+def _sniff(p: Path, f: BinaryIO, size: int) -> None:
     """Refuse, before any decoder runs, what would only make it print to stderr."""
+    head = f.read(_SNIFF_BYTES)
     if head.startswith((b"RIFF", b"RIFX")):
-        _check_wav_length(p, head, size)
+        _check_wav_length(p, f, size)
         return
     if head.startswith(_CONTAINER_MAGIC):
         return
@@ -355,16 +360,21 @@ def _sniff(p: Path, head: bytes, size: int) -> None:
     if not mpeg_like and p.suffix.lower() not in _MPEG_SUFFIXES:
         return  # libsndfile answers "format not recognised" quietly for these
     start = _skip_id3(head)
-    first = _mpeg_frame(head, start)
+    if start:  # the tag (cover art) can be long: look at what follows it
+        f.seek(start)
+        head = f.read(_SNIFF_BYTES)
+        padding = len(head) - len(head.lstrip(b"\0"))  # some taggers pad after the tag
+        start, head = start + padding, head[padding:]
+    first = _mpeg_frame(head, 0)
     if first is None:
         raise AudioFileError(p, "not a readable audio file (no MPEG audio frame where MP3 data "
                                 "should start; is it really an MP3?)")
     length, is_v1, mono = first
-    if start + length + 4 <= len(head) and _mpeg_frame(head, start + length) is None:
+    if length + 4 <= len(head) and _mpeg_frame(head, length) is None:
         raise AudioFileError(p, "not a readable audio file (MPEG frame headers are inconsistent)")
     if start + length >= size:
         raise AudioFileError(p, "too short (a single MPEG frame)")
-    _check_xing_length(p, head, start, is_v1, mono, size)
+    _check_xing_length(p, head, is_v1, mono, size - start)
 
 
 def _skip_id3(head: bytes) -> int:
@@ -398,31 +408,37 @@ def _mpeg_frame(head: bytes, pos: int) -> tuple[int, bool, bool] | None:
     return length, is_v1, ((h >> 6) & 3) == 3
 
 
-def _check_xing_length(p: Path, head: bytes, start: int, is_v1: bool, mono: bool,
-                       size: int) -> None:
+def _check_xing_length(p: Path, head: bytes, is_v1: bool, mono: bool, held: int) -> None:
+    """Refuse an MP3 whose Xing/Info header (``head`` starts at its first frame) declares
+    more bytes than the ``held`` bytes that follow the ID3 tag."""
     side = (17 if mono else 32) if is_v1 else (9 if mono else 17)
-    tag = start + 4 + side
+    tag = 4 + side
     if head[tag:tag + 4] not in (b"Xing", b"Info") or len(head) < tag + 16:
         return
     flags = int.from_bytes(head[tag + 4:tag + 8], "big")
     if not flags & 2:
         return
     declared = int.from_bytes(head[tag + 12 if flags & 1 else tag + 8:][:4], "big")
-    held = size - start
     if declared > held * 1.01:
         raise AudioFileError(p, f"truncated: the MP3 header declares {declared} bytes of audio, "
                                 f"the file holds {held}")
 
 
-def _check_wav_length(p: Path, head: bytes, size: int) -> None:
+def _check_wav_length(p: Path, f: BinaryIO, size: int) -> None:
     """Refuse a WAV whose ``data`` chunk declares more bytes than the file holds."""
-    order = "<" if head.startswith(b"RIFF") else ">"
+    f.seek(0)
+    order = "<" if f.read(4) == b"RIFF" else ">"
     pos, block_align = 12, 0
-    while pos + 8 <= len(head):
-        chunk_id = head[pos:pos + 4]
-        (chunk_size,) = struct.unpack(order + "I", head[pos + 4:pos + 8])
-        if chunk_id == b"fmt " and pos + 22 <= len(head):
-            (block_align,) = struct.unpack(order + "H", head[pos + 20:pos + 22])
+    while pos + 8 <= size:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return
+        chunk_id, (chunk_size,) = header[:4], struct.unpack(order + "I", header[4:])
+        if chunk_id == b"fmt ":
+            fmt = f.read(14)
+            if len(fmt) == 14:
+                (block_align,) = struct.unpack(order + "H", fmt[12:14])
         if chunk_id == b"data":
             held = size - (pos + 8)
             if block_align and 0 <= held < chunk_size < 0xFFFFFFFF:
