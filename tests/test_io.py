@@ -345,3 +345,9 @@ def test_truncated_wav_with_a_long_chunk_before_the_data(tmp_path: Path) -> None
                      + junk + data[12:])
     with pytest.raises(AudioFileError, match="declares 44100 frames, the file holds 1000"):
         read_audio(path)
+
+
+def test_report_text_with_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.wav")
+    path = write_atomic_text(tmp_path / "r.html", f"<p>{name}</p><p>caf\u00e9 \u266a</p>")
+    assert path.read_bytes().decode("utf-8") == "<p>caf\\xe9.wav</p><p>caf\u00e9 \u266a</p>"

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from genrestore.errors import AudioFileError, ParameterError
+from genrestore.errors import AudioFileError, ParameterError, display_path
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,14 @@ def _write_atomic(dst: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_atomic_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a UTF-8 text file (a report) atomically; returns its path."""
+    """Write a UTF-8 text file (a report) atomically; returns its path.
+
+    A file name that is not valid UTF-8 inside ``text`` is written with its odd bytes
+    shown as ``\\xNN`` (as in error messages), never as invalid UTF-8 and never as a crash.
+    """
     dst = Path(path)
-    _write_atomic(dst, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    data = display_path(text).encode("utf-8")
+    _write_atomic(dst, lambda tmp: tmp.write_bytes(data))
     return dst
 
 
