@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import pytest
@@ -62,3 +63,36 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
 @pytest.fixture
 def song_44k() -> np.ndarray:
     return song(44100, 6.0)
+
+
+# --- CI: a skipped test is a failure -------------------------------------------------------
+#: Set by .ci/run: every test CI expects to run must run (an extra or the browser missing
+#: would otherwise skip quietly).  `make test` on a developer machine may skip.
+NO_SKIPS_ENV = "GENRESTORE_NO_SKIPS"
+_skipped: list[str] = []
+
+
+def _note_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _note_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _note_skip(report)  # a module-level importorskip skips the whole file at collection
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get(NO_SKIPS_ENV) and _skipped:
+        terminalreporter.section(f"{NO_SKIPS_ENV} is set: skipped tests fail the run", red=True)
+        for line in _skipped:
+            terminalreporter.line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get(NO_SKIPS_ENV) and _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

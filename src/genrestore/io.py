@@ -9,17 +9,21 @@ overwritten.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
-import tempfile
+import secrets
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
-from genrestore.errors import AudioFileError, ParameterError
+from genrestore.errors import AudioFileError, ParameterError, display_path
 
 log = logging.getLogger(__name__)
 
@@ -109,17 +113,29 @@ def validate_audio(audio: np.ndarray, sample_rate: int, *, source: str = "<array
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
-    """Read a file's header; raise :class:`AudioFileError` with a one-line reason."""
+    """Read a file's header; raise :class:`AudioFileError` with a one-line reason.
+
+    The first bytes are checked before any decoder sees the file: data that is neither a
+    known container nor MPEG audio is refused here, so the MP3 decoder never prints its
+    resync notes to stderr, and a WAV whose data chunk is shorter than its header says is
+    refused as truncated.
+    """
     p = Path(path)
-    if not p.exists():
-        raise AudioFileError(p, "no such file")
-    if p.is_dir():
-        raise AudioFileError(p, "is a folder, not an audio file")
-    if p.stat().st_size == 0:
-        raise AudioFileError(p, "empty file")
     try:
-        info = sf.info(str(p))
-    except (sf.LibsndfileError, RuntimeError) as exc:
+        if not p.exists():
+            raise AudioFileError(p, "no such file")
+        size = p.stat().st_size
+        if p.is_dir():
+            raise AudioFileError(p, "is a folder, not an audio file")
+        if size == 0:
+            raise AudioFileError(p, "empty file")
+        with open(p, "rb") as f:
+            _sniff(p, f, size)
+    except OSError as exc:
+        raise AudioFileError(p, _os_reason(exc, "read")) from exc
+    try:
+        info = sf.info(os.fsencode(p))
+    except sf.SoundFileError as exc:
         raise AudioFileError(p, f"not a readable audio file ({_sf_reason(exc)})") from exc
     return AudioInfo(
         path=str(p),
@@ -134,16 +150,23 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """Read WAV/FLAC/OGG/MP3/AIFF into float32 ``(channels, samples)`` and its rate in Hz.
 
-    Float samples beyond +-1.0 are kept.  Every problem (missing, empty, not audio,
-    truncated, too many channels, NaN samples, too short) raises :class:`AudioFileError`
-    whose message starts with the path.
+    Float samples beyond +-1.0 are kept.  Every problem (missing, empty, unreadable, not
+    audio, too many channels, NaN samples, too short) raises :class:`AudioFileError`
+    whose message starts with the path.  A truncated file is refused, not restored at a
+    shorter length: a WAV whose data chunk holds fewer bytes than its header declares
+    (an interrupted download or copy) fails with "truncated: the header declares N
+    frames, the file holds M", and so does an MP3 whose Xing/Info header declares more
+    bytes than the file holds; a truncated FLAC or OGG fails as undecodable.  Names that
+    are not valid UTF-8 are read as they are on disk.
     """
     p = Path(path)
     info = probe(p)
     try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as exc:
+        data, rate = sf.read(os.fsencode(p), dtype="float32", always_2d=True)
+    except sf.SoundFileError as exc:
         raise AudioFileError(p, f"cannot decode audio ({_sf_reason(exc)})") from exc
+    except OSError as exc:
+        raise AudioFileError(p, _os_reason(exc, "read")) from exc
     if data.shape[0] == 0:
         raise AudioFileError(p, f"no audio frames ({info.format}/{info.subtype} header only)")
     try:
@@ -199,7 +222,11 @@ def write_audio(
     for other in protect:
         if _same_file(dst, Path(other)):
             raise AudioFileError(dst, "refusing to overwrite an input file")
-    if dst.exists() and not overwrite:
+    try:
+        exists = dst.exists()
+    except OSError as exc:  # a folder on the way that cannot be searched
+        raise AudioFileError(dst, _os_reason(exc, "write")) from exc
+    if exists and not overwrite:
         raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
     arr = np.asarray(audio)
     if arr.ndim != 2:
@@ -211,31 +238,46 @@ def write_audio(
         if clipped:
             log.warning("%s: %d samples clipped at full scale on write", dst, clipped)
         frames, subtype = np.ascontiguousarray(ints.T), f"PCM_{bits}"
-    _write_atomic(dst, lambda tmp: sf.write(str(tmp), frames, int(sample_rate),
+    _write_atomic(dst, lambda tmp: sf.write(os.fsencode(tmp), frames, int(sample_rate),
                                              subtype=subtype, format=fmt.upper()))
     return dst
 
 
 def _write_atomic(dst: Path, write: Callable[[Path], object]) -> None:
     """Let ``write`` fill a temporary file beside ``dst``, then rename it over ``dst``: a
-    reader sees the old file or the whole new one, never a part."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    reader sees the old file or the whole new one, never a part.
+
+    The temporary file is removed whatever goes wrong, Ctrl-C included.  OS and libsndfile
+    errors (permission denied, disk full, read-only folder) become :class:`AudioFileError`
+    sentences; anything else (a bug) is re-raised as it is.
+    """
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temp(dst)
+    except OSError as exc:
+        raise AudioFileError(dst, _os_reason(exc, "write")) from exc
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, dst)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise AudioFileError(dst, f"cannot write ({exc})") from exc
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise AudioFileError(dst, _os_reason(exc, "write")) from exc
+        if isinstance(exc, sf.SoundFileError):
+            raise AudioFileError(dst, f"cannot write: {_sf_reason(exc)}") from exc
+        raise
 
 
 def write_atomic_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a UTF-8 text file (a report) atomically; returns its path."""
+    """Write a UTF-8 text file (a report) atomically; returns its path.
+
+    A file name that is not valid UTF-8 inside ``text`` is written with its odd bytes
+    shown as ``\\xNN`` (as in error messages), never as invalid UTF-8 and never as a crash.
+    """
     dst = Path(path)
-    _write_atomic(dst, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    data = display_path(text).encode("utf-8")
+    _write_atomic(dst, lambda tmp: tmp.write_bytes(data))
     return dst
 
 
@@ -257,10 +299,21 @@ def find_audio_files(paths: list[str | os.PathLike[str]]) -> list[tuple[Path, Pa
     return found
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temp(dst: Path) -> Path:
+    """Create an empty hidden ``.<name>.<random>.part`` file beside ``dst``.
+
+    It is created with mode 0o666 so that the kernel applies the umask (and any default
+    ACL) exactly as for any new file; the process umask is never read or changed.
+    """
+    for _ in range(100):
+        tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.part")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(dst))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -273,3 +326,146 @@ def _same_file(a: Path, b: Path) -> bool:
 def _sf_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+_OS_REASONS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "a file of that name already exists",
+    errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "input/output error (a disk or network problem)",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.EFBIG: "file too large for this file system",
+}
+
+
+def _os_reason(exc: OSError, action: str) -> str:
+    """``cannot read: permission denied``: an :class:`OSError` as the end of a sentence."""
+    reason = _OS_REASONS.get(exc.errno or -1) or (exc.strerror or type(exc).__name__).lower()
+    return f"cannot {action}: {reason}"
+
+
+#: How much of a file :func:`_sniff` looks at.
+_SNIFF_BYTES = 64 * 1024
+#: First bytes of the containers libsndfile recognises on its own (never sent to the MP3
+#: decoder): WAV (RIFF/RIFX/RF64), Wave64, AIFF/AIFC (FORM), FLAC, OGG, AU, CAF.
+_CONTAINER_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"riff", b"FORM", b"fLaC", b"OggS", b".snd",
+                    b"dns.", b"caff")
+_MPEG_SUFFIXES = (".mp3", ".mp2", ".mp1", ".mpga")
+#: MPEG audio bitrates in kbit/s by (version is MPEG-1, layer) and bitrate index 1-14.
+_MPEG_KBPS = {
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _sniff(p: Path, f: BinaryIO, size: int) -> None:
+    """Refuse, before any decoder runs, what would only make it print to stderr."""
+    head = f.read(_SNIFF_BYTES)
+    if head.startswith((b"RIFF", b"RIFX")):
+        _check_wav_length(p, f, size)
+        return
+    if head.startswith(_CONTAINER_MAGIC):
+        return
+    mpeg_like = head.startswith(b"ID3") or _mpeg_frame(head, 0) is not None
+    if not mpeg_like and p.suffix.lower() not in _MPEG_SUFFIXES:
+        return  # libsndfile answers "format not recognised" quietly for these
+    start = _skip_id3(head)
+    if start:  # the tag (cover art) can be long: look at what follows it
+        f.seek(start)
+        head = f.read(_SNIFF_BYTES)
+        padding = len(head) - len(head.lstrip(b"\0"))  # some taggers pad after the tag
+        start, head = start + padding, head[padding:]
+    first = _mpeg_frame(head, 0)
+    if first is None:
+        raise AudioFileError(p, "not a readable audio file (no MPEG audio frame where MP3 data "
+                                "should start; is it really an MP3?)")
+    length, is_v1, mono = first
+    if length + 4 <= len(head) and _mpeg_frame(head, length) is None:
+        raise AudioFileError(p, "not a readable audio file (MPEG frame headers are inconsistent)")
+    if start + length >= size:
+        raise AudioFileError(p, "too short (a single MPEG frame)")
+    _check_xing_length(p, head, is_v1, mono, size - start)
+
+
+def _skip_id3(head: bytes) -> int:
+    if len(head) >= 10 and head.startswith(b"ID3"):
+        b = head[6:10]
+        length = (b[0] << 21) | (b[1] << 14) | (b[2] << 7) | b[3]
+        footer = 10 if head[5] & 0x10 else 0
+        return 10 + length + footer
+    return 0
+
+
+def _mpeg_frame(head: bytes, pos: int) -> tuple[int, bool, bool] | None:
+    """Length in bytes, MPEG-1 or not, and mono or not, of a valid MPEG audio frame header
+    at ``pos`` (None when there is none)."""
+    if pos < 0 or pos + 4 > len(head):
+        return None
+    h = int.from_bytes(head[pos:pos + 4], "big")
+    version, layer_bits = (h >> 19) & 3, (h >> 17) & 3
+    bitrate_index, rate_index = (h >> 12) & 15, (h >> 10) & 3
+    if (h >> 21) != 0x7FF or version == 1 or layer_bits == 0 or bitrate_index in (0, 15) \
+            or rate_index == 3:
+        return None
+    is_v1, layer = version == 3, 4 - layer_bits
+    bitrate = _MPEG_KBPS[(is_v1, layer)][bitrate_index - 1] * 1000
+    rate = _MPEG_RATES[version][rate_index]
+    padding = (h >> 9) & 1
+    if layer == 1:
+        length = (12 * bitrate // rate + padding) * 4
+    else:
+        length = (144 if is_v1 or layer == 2 else 72) * bitrate // rate + padding
+    return length, is_v1, ((h >> 6) & 3) == 3
+
+
+def _check_xing_length(p: Path, head: bytes, is_v1: bool, mono: bool, held: int) -> None:
+    """Refuse an MP3 whose Xing/Info header (``head`` starts at its first frame) declares
+    more bytes than the ``held`` bytes that follow the ID3 tag."""
+    side = (17 if mono else 32) if is_v1 else (9 if mono else 17)
+    tag = 4 + side
+    if head[tag:tag + 4] not in (b"Xing", b"Info") or len(head) < tag + 16:
+        return
+    flags = int.from_bytes(head[tag + 4:tag + 8], "big")
+    if not flags & 2:
+        return
+    declared = int.from_bytes(head[tag + 12 if flags & 1 else tag + 8:][:4], "big")
+    if declared > held * 1.01:
+        raise AudioFileError(p, f"truncated: the MP3 header declares {declared} bytes of audio, "
+                                f"the file holds {held}")
+
+
+def _check_wav_length(p: Path, f: BinaryIO, size: int) -> None:
+    """Refuse a WAV whose ``data`` chunk declares more bytes than the file holds."""
+    f.seek(0)
+    order = "<" if f.read(4) == b"RIFF" else ">"
+    pos, block_align = 12, 0
+    while pos + 8 <= size:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return
+        chunk_id, (chunk_size,) = header[:4], struct.unpack(order + "I", header[4:])
+        if chunk_id == b"fmt ":
+            fmt = f.read(14)
+            if len(fmt) == 14:
+                (block_align,) = struct.unpack(order + "H", fmt[12:14])
+        if chunk_id == b"data":
+            held = size - (pos + 8)
+            if block_align and 0 <= held < chunk_size < 0xFFFFFFFF:
+                raise AudioFileError(
+                    p, f"truncated: the header declares {chunk_size // block_align} frames, "
+                       f"the file holds {held // block_align}")
+            return
+        pos += 8 + chunk_size + (chunk_size & 1)
