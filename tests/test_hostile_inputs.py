@@ -138,11 +138,6 @@ GOOD = [
     Case("leading dash after --", lambda: {"-x.wav": _wav(_music())}, args=("--", "{0}")),
 ]
 
-DC_WARNING = pytest.mark.xfail(
-    strict=True, raises=RuntimeWarning,
-    reason="np.median of an empty band in noise_floor_dbfs on a DC-only clip (review C9); "
-           "owned by the 'measure' helper, fixed on branch fix-measure")
-XFAIL = {"dc only, default preset": DC_WARNING}
 
 
 def _tree(folder: Path) -> dict[bytes, str]:
@@ -211,7 +206,7 @@ def test_bad_file_fails_with_one_line_and_changes_nothing(
     assert _tree(tmp_path) == before, "a bad input must leave every file as it was, and no output"
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=XFAIL.get(c.name, ())) for c in GOOD],
+@pytest.mark.parametrize("case", GOOD,
                          ids=[c.name for c in GOOD])
 def test_odd_but_valid_file_restores_and_changes_nothing(
         tmp_path: Path, case: Case, capfd: pytest.CaptureFixture[str],
@@ -292,10 +287,6 @@ def test_no_decoder_chatter_on_fd2_in_a_real_process(tmp_path: Path, name: str,
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="report._href: urllib quote() of a name that is not UTF-8 raises "
-                          "(needs errors='surrogateescape'); report/ is owned by the 'cli' helper, "
-                          "branch fix-cli")
 def test_report_on_a_name_that_is_not_utf8(tmp_path: Path, capfd: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     case = Case("latin-1 report", lambda: {os.fsdecode(b"caf\xe9.wav"): _wav(_music())},

@@ -110,7 +110,7 @@ def _render(args: tuple[ReportEntry, int, Path]) -> _Rendered:
 
 def _href(target: Path, base: Path) -> str:
     relative = os.path.relpath(Path(target).resolve(), base.resolve())
-    return quote(Path(relative).as_posix())
+    return quote(Path(relative).as_posix(), errors="surrogateescape")
 
 
 def _khz(hz: float, rate: int) -> str:
@@ -296,7 +296,7 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
         rendered = [_render(t) for t in tasks]
     restored = sum(r.error is None for r in rendered)
     rows = "".join(_summary_row(r) for r in rendered)
-    sections = "".join(_section(r, base, quote(files)) for r in rendered)
+    sections = "".join(_section(r, base, quote(files, errors="surrogateescape")) for r in rendered)
     page = _PAGE.format(
         title=html.escape(title), style=_asset("report.css"), script=_asset("report.js"),
         count=f"{restored} restored, {len(rendered) - restored} failed", rows=rows,
