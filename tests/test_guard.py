@@ -113,3 +113,27 @@ def test_a_stage_after_loudness_is_refused(tmp_path) -> None:
                       '[[stages]]\nstage = "eq"\n')
     with pytest.raises(ParameterError, match="last stage"):
         load_preset(preset)
+
+
+@pytest.mark.parametrize("out_rate", [44100, 48000])
+@pytest.mark.parametrize("cutoff_hz", [600.0, 1000.0, 4000.0])
+def test_resampling_a_narrow_band_clip_does_not_raise_its_floor(out_rate: int,
+                                                                 cutoff_hz: float) -> None:
+    # The floor of a band-limited clip is read between its partials, whose depth depends on
+    # the bin width: the output is read with the input's Hz per bin (a resample-only run read
+    # "noise floor up 12.4 dB" at a 0.6 kHz cutoff before).
+    from genrestore.degrade import lowpass
+
+    x = add_noise(lowpass(song(RATE, 6.0), RATE, cutoff_hz), level_dbfs=-90.0, seed=3)
+    base = guard.baseline(x, RATE, analyze(x, RATE))
+    after = resample(x, RATE, out_rate)
+    assert guard.check(base, after, out_rate, _acted("resample", "dynamics")) == []
+
+
+def test_a_plain_gain_loudness_stage_is_not_blamed_for_a_floor() -> None:
+    x, base = _input()
+    worse = add_noise(x, level_dbfs=-40.0, seed=2)
+    plain = (StageReport("loudness", True, "loudness", {"limiter_passes": 0}),)
+    limited = (StageReport("loudness", True, "loudness", {"limiter_passes": 2}),)
+    assert [f.stage for f in guard.check(base, worse, RATE, plain)] == [""]
+    assert [f.stage for f in guard.check(base, worse, RATE, limited)] == ["loudness"]

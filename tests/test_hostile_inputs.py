@@ -300,3 +300,20 @@ def test_report_on_a_name_that_is_not_utf8(tmp_path: Path, capfd: pytest.Capture
     assert {k: after.get(k) for k in before} == before
     page = (tmp_path / "out" / "report.html").read_text("utf-8")
     assert "caf%E9_restored.wav" in page or "caf%E9.wav" in page
+
+
+def test_a_name_the_terminal_cannot_encode_does_not_stop_the_batch(tmp_path: Path) -> None:
+    """Under a strict UTF-8 stdout (a usual desktop terminal) a Latin-1 byte in a name used
+    to raise UnicodeEncodeError in the summary line and lose the rest of the batch."""
+    sf.write(os.fsencode(tmp_path / os.fsdecode(b"caf\xe9.wav")), _music().T, 32000)
+    sf.write(tmp_path / "song.wav", _music().T, 32000)
+    src = str(Path(genrestore.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONPATH": os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for command in (["restore", "--preset", "none", "-o", "out", "."], ["analyze", "."]):
+        done = subprocess.run([sys.executable, "-m", "genrestore.cli", *command], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        assert "caf\\udce9.wav" in done.stdout
+    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"caf\xe9.wav", b"song.wav"]

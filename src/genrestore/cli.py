@@ -461,7 +461,7 @@ def _analysis_text(r: dict[str, Any]) -> str:
     cutoff = ("full band" if r["cutoff_hz"] >= 0.95 * nyquist else f"{r['cutoff_hz'] / 1000:.1f} kHz")
     top = "noise-like (codec)" if r["top_band_noise_like"] else "tonal"
     stereo = "mono" if r["channels"] == 1 else (
-        "mono in disguise (two identical channels)" if r["is_mono"] else
+        "mono in disguise (two channels carrying the same signal)" if r["is_mono"] else
         f"stereo, correlation {r['interchannel_correlation']:.2f}")
     rows = [
         ("format", f"{r['format']} {r['subtype']}, {r['sample_rate_hz']} Hz, {r['channels']} ch, "
@@ -737,7 +737,18 @@ def _dash_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | No
     return None
 
 
+def _tolerate_any_file_name() -> None:
+    """A file name that is not valid in the terminal's encoding (a Latin-1 byte under UTF-8,
+    held by Python as a surrogate escape) is printed escaped (\\udce9) instead of stopping
+    the batch with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerate_any_file_name()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     dash = _dash_file(parser, argv)

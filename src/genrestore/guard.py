@@ -12,10 +12,12 @@ Each check blames only a stage that can cause what it found, and only if that st
 * **a rise of the noise floor** under the input's cutoff relative to the loudness by more
   than ``max_floor_rise_db``, to a floor less than 60 dB under the loudness.  The stages
   that lift quiet parts relative to loud ones are blamed, in this order: compression
-  (``dynamics``), then the loudness stage's limiting.  Bandwidth extension is never
+  (``dynamics``), then the loudness stage's limiting (if its limiter ran: a plain gain
+  moves floor and loudness alike).  Bandwidth extension is never
   blamed: it adds nothing at or below the cutoff, where the floor is measured.
 * Input and output are compared on the same footing: the floor is a density over the
-  input's band (the same at any sample rate), and a mono clip made stereo by the ``stereo``
+  input's band (the same at any sample rate), read from STFT bins of the same width in Hz
+  (the quietest bins between partials depend on it), and a mono clip made stereo by the ``stereo``
   stage is compared through its mid ``(L + R) / 2``, which that stage keeps equal to the
   input.  Widening therefore cannot be blamed: it adds no hiss relative to the music (the
   side is a decorrelated copy of both), while each channel on its own reads a higher
@@ -46,9 +48,13 @@ from genrestore.analysis import (
     noise_floor_dbfs,
 )
 from genrestore.io import as_channels
+from genrestore.spectral import OVERLAP, default_n_fft, stft
 from genrestore.stages import StageReport
 
 MAX_BAND_LOSS_DB = 6.0
+#: Octave levels of a shorter clip are too uncertain to call a loss (a 0.1 s clip read
+#: "lost 8 dB" with only bandwidth extension acting).
+MIN_BAND_CHECK_S = 1.0
 MAX_FLOOR_RISE_DB = 6.0
 INAUDIBLE_FLOOR_DB = 60.0
 
@@ -120,11 +126,16 @@ def check(
     """What got worse from the input (``base``) to ``after``; empty when nothing did."""
     analysis = base.analysis
     acted = {r.stage for r in reports if r.acted}
+    # The loudness stage lifts the floor against the loudness only by limiting: a plain gain
+    # (no limiter pass) moves both alike.
+    acted -= {r.stage for r in reports if r.stage == "loudness"
+              and r.details.get("limiter_passes", 1) == 0}
     after = as_channels(after)
     if "stereo" in acted:
         after = after.mean(axis=0, keepdims=True)  # the mid: the input itself (see above)
     findings: list[Finding] = []
-    if base.octave_levels_db is not None and base.octave_music_db is not None:
+    if (base.octave_levels_db is not None and base.octave_music_db is not None
+            and analysis.duration_s >= MIN_BAND_CHECK_S):
         top = min(analysis.cutoff_hz, 8000.0)
         out = _octave_levels(after, after_rate, top)
         gain = float(np.median(out - base.octave_levels_db))  # the overall level change
@@ -136,8 +147,12 @@ def check(
             findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
     lufs_out = integrated_lufs(after, after_rate)
     if base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
-        # Over the input's own band: bandwidth extension fills empty bins on purpose.
-        floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz) - lufs_out
+        # Over the input's own band (bandwidth extension fills empty bins on purpose), with
+        # the input's bin width in Hz: the quietest bins between partials depend on it.
+        n_fft = OVERLAP * max(1, round(default_n_fft(analysis.sample_rate) * after_rate
+                                       / analysis.sample_rate / OVERLAP))
+        floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz,
+                                     spec=stft(after, after_rate, n_fft=n_fft)) - lufs_out
         rise = floor_out - base.floor_to_loudness_db
         # A floor still 60 dB under the loudness is inaudible, however much it rose.
         if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
