@@ -156,3 +156,11 @@ def test_restore_explain_prints_every_stage(tmp_path: Path,
     assert "denoise skipped (noise floor" in out
     assert "stereo correlation 0.80" in out
     assert "guard     idle   guard: nothing got worse" in out
+
+
+def test_auto_does_not_denoise_a_clip_with_no_measurable_floor() -> None:
+    silent = np.zeros((1, 3 * 32000), np.float32)
+    result = run_pipeline(silent, 32000, load_preset("auto"))
+    denoise = next(r for r in result.reports if r.stage == "denoise")
+    assert not denoise.acted
+    assert "no measurable noise floor" in denoise.summary

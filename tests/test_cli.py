@@ -323,3 +323,18 @@ def test_restore_help_states_the_output_rules(capsys: pytest.CaptureFixture) -> 
     assert "never replaced, even with --overwrite" in text
     assert "report.html in the -o folder, or in the folder holding the outputs" in text
     assert "./-x.wav, or put -- before the file names" in text
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]])
+def test_report_naming_an_existing_folder_is_refused_before_work(tmp_path: Path, flags: list[str],
+                                                                 capsys: pytest.CaptureFixture
+                                                                 ) -> None:
+    src = tmp_path / "a.wav"
+    sf.write(src, sine(440, 32000, 1.0).T, 32000)
+    (tmp_path / "rep").mkdir()
+    code = main(["restore", str(src), "-o", str(tmp_path / "out"), "--preset", "none",
+                 "--report", str(tmp_path / "rep"), *flags])
+    assert code == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert list((tmp_path / "rep").iterdir()) == []

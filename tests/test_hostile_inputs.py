@@ -317,3 +317,45 @@ def test_a_name_the_terminal_cannot_encode_does_not_stop_the_batch(tmp_path: Pat
         assert "Traceback" not in done.stderr
         assert "caf\\udce9.wav" in done.stdout
     assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"caf\xe9.wav", b"song.wav"]
+
+
+def test_damaged_mp3_frames_are_one_warning_not_decoder_chatter(tmp_path: Path) -> None:
+    good = tmp_path / "good.mp3"
+    sf.write(good, _music(32000, 1, 3.0).T, 32000, format="MP3")
+    from genrestore.io import _mpeg_frame
+
+    data = bytearray(good.read_bytes())
+    pos = 0
+    for _ in range(10):  # walk to the 10th frame and break its header
+        frame = _mpeg_frame(bytes(data), pos)
+        assert frame is not None
+        pos += frame[0]
+    data[pos : pos + 4] = b"\xec\x53\x1d\xfb"
+    (tmp_path / "damaged.mp3").write_bytes(bytes(data))
+    good.unlink()
+    src = str(Path(genrestore.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    raw = subprocess.run([sys.executable, "-c", "import soundfile; soundfile.read('damaged.mp3')"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert "Illegal Audio-MPEG-Header" in raw.stderr, "the decoder must have something to say"
+    done = subprocess.run([sys.executable, "-m", "genrestore.cli", "restore", "--preset", "none",
+                           "damaged.mp3"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        line for line in done.stderr.splitlines() if line.startswith("genrestore: ")]
+    assert "damaged frames" in done.stderr
+    assert "MPEG" not in done.stderr.replace("MP3", "")
+    assert (tmp_path / "damaged_restored.wav").exists()
+
+
+def test_truncated_aiff_is_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "half.aiff"
+    sf.write(path, _music(32000, 2, 3.0).T, 32000, format="AIFF", subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert main(["restore", str(path), "-o", str(tmp_path / "out.wav")]) == 1
+    err = capfd.readouterr().err
+    assert "half.aiff: truncated: the header declares 96000 frames" in err
+    assert not (tmp_path / "out.wav").exists()

@@ -51,8 +51,9 @@ def speed_benchmark(
 ) -> SpeedResult:
     """Time ``preset`` on a ``seconds``-long clip degraded by the ``demo`` chain (mono, 32 kHz).
 
-    Everything genrestore runs is single-threaded (numpy/scipy FFTs, pedalboard, soxr),
-    so this is a one-core figure.  Reports the median over ``repeats`` runs, per step, and
+    One process; BLAS and FFT threads are not pinned (set ``OMP_NUM_THREADS=1`` for a
+    one-core figure; most steps are single-threaded anyway).  Reports the median over
+    ``repeats`` runs, per step, and
     the time of genrestore's BS.1770 meter against pyloudnorm's on the same clip.
     """
     clean = render_song(44100, seconds, seed=seed)
@@ -94,7 +95,7 @@ def format_speed(result: SpeedResult) -> str:
     """A Markdown table of a :class:`SpeedResult`."""
     lines = [
         f"preset `{result.preset}`, {result.clip_seconds:g} s mono clip at "
-        f"{result.input_rate_hz} Hz -> 44100 Hz, median of {result.repeats} runs, one core",
+        f"{result.input_rate_hz} Hz -> 44100 Hz, median of {result.repeats} runs, one process",
         "",
         "| step | ms |",
         "|---|---:|",

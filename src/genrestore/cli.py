@@ -222,7 +222,8 @@ def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tup
                                  f"({', '.join(OUTPUT_FORMATS)}); to write into a folder, "
                                  f"end the name with /")
         return "file", out
-    raise ParameterError(f"-o {output}: names one file, but the batch has {count} files; "
+    raise ParameterError(f"-o {output}: names one file, but the batch has {count} "
+                         f"file{'s' if count != 1 else ''}; "
                          f"give a folder (end the name with /)")
 
 
@@ -237,6 +238,9 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
     (no files, ``-o`` that cannot hold the batch, ``--format`` against the ``-o`` suffix).
     """
     found, skipped, in_output = _walk(inputs, output)
+    # The same file named twice (or by two spellings) is one job, not a collision with itself.
+    found = list({(_identity(src) or _place(src), rel): (src, rel) for src, rel in found
+                  }.values())
     if not found:
         left = len(skipped) + len(in_output)
         raise ParameterError("no audio files found in " + ", ".join(inputs)
@@ -417,7 +421,7 @@ def _check_report_path(path: Path, overwrite: bool, audio: Sequence[Path] = ()) 
         if (key is not None and key == _identity(other)) or place == _place(other):
             raise ParameterError(f"{path}: the report would replace the audio file {other}")
     conflict = report_conflict(path)
-    if conflict is not None and not overwrite:
+    if conflict is not None and (not overwrite or path.is_dir()):
         raise ParameterError(conflict)
 
 
@@ -698,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks quoted in the README")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--speed", action="store_true",
-                      help="real-time factor of a preset on a synthetic clip, one core")
+                      help="real-time factor of a preset on a synthetic clip, one process")
     mode.add_argument("--clean", metavar="DIR",
                       help="clean music: degrade, restore, compare with the original")
     mode.add_argument("--real", metavar="DIR",

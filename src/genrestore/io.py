@@ -15,7 +15,9 @@ import logging
 import os
 import secrets
 import struct
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -134,7 +136,8 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     except OSError as exc:
         raise AudioFileError(p, _os_reason(exc, "read")) from exc
     try:
-        info = sf.info(os.fsencode(p))
+        with _decoder_notes(p):
+            info = sf.info(os.fsencode(p))
     except sf.SoundFileError as exc:
         raise AudioFileError(p, f"not a readable audio file ({_sf_reason(exc)})") from exc
     return AudioInfo(
@@ -156,13 +159,17 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     shorter length: a WAV whose data chunk holds fewer bytes than its header declares
     (an interrupted download or copy) fails with "truncated: the header declares N
     frames, the file holds M", and so does an MP3 whose Xing/Info header declares more
-    bytes than the file holds; a truncated FLAC or OGG fails as undecodable.  Names that
+    bytes than the file holds, and an AIFF whose sound chunk is shorter than its COMM chunk
+    says; a truncated FLAC fails as undecodable.  A truncated OGG, Wave64 or RF64 file is
+    read as far as it goes (their headers give no length to check against).  Damaged MP3
+    frames are skipped by the decoder and reported as one logged warning.  Names that
     are not valid UTF-8 are read as they are on disk.
     """
     p = Path(path)
     info = probe(p)
     try:
-        data, rate = sf.read(os.fsencode(p), dtype="float32", always_2d=True)
+        with _decoder_notes(p):
+            data, rate = sf.read(os.fsencode(p), dtype="float32", always_2d=True)
     except sf.SoundFileError as exc:
         raise AudioFileError(p, f"cannot decode audio ({_sf_reason(exc)})") from exc
     except OSError as exc:
@@ -376,6 +383,9 @@ def _sniff(p: Path, f: BinaryIO, size: int) -> None:
     if head.startswith((b"RIFF", b"RIFX")):
         _check_wav_length(p, f, size)
         return
+    if head.startswith(b"FORM"):
+        _check_aiff_length(p, f, size)
+        return
     if head.startswith(_CONTAINER_MAGIC):
         return
     mpeg_like = head.startswith(b"ID3") or _mpeg_frame(head, 0) is not None
@@ -397,6 +407,40 @@ def _sniff(p: Path, f: BinaryIO, size: int) -> None:
     if start + length >= size:
         raise AudioFileError(p, "too short (a single MPEG frame)")
     _check_xing_length(p, head, is_v1, mono, size - start)
+
+
+@contextlib.contextmanager
+def _decoder_notes(p: Path) -> Iterator[None]:
+    """Keep libmpg123's notes about damaged frames ("Illegal Audio-MPEG-Header ... Trying to
+    resync", "dequantization failed") off the terminal: for an MPEG file, C-level stderr (fd
+    2) goes to a temporary file while the decoder runs, and what it said becomes one logged
+    warning naming the file.  Other formats decode quietly and are left alone.  fd 2 is
+    process-wide: another thread writing to it in that moment is captured too."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError:
+        head = b""  # the decoder's own open fails next, with a sentence
+    if not (p.suffix.lower() in _MPEG_SUFFIXES or head.startswith(b"ID3")
+            or _mpeg_frame(head, 0) is not None):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                notes = sink.read().decode("utf-8", "replace").strip()
+                if notes:
+                    log.warning("%s: the MP3 decoder met damaged frames and skipped them (%d "
+                                "notes)", display_path(p), len(notes.splitlines()))
+    finally:
+        os.close(saved)
 
 
 def _skip_id3(head: bytes) -> int:
@@ -438,12 +482,50 @@ def _check_xing_length(p: Path, head: bytes, is_v1: bool, mono: bool, held: int)
     if head[tag:tag + 4] not in (b"Xing", b"Info") or len(head) < tag + 16:
         return
     flags = int.from_bytes(head[tag + 4:tag + 8], "big")
+    if flags & 1:  # frame count: no MPEG frame is shorter than 24 bytes
+        (frames,) = struct.unpack(">I", head[tag + 8:tag + 12])
+        if frames > held // 24 + 1:
+            raise AudioFileError(p, f"corrupt MP3 header: it declares {frames} frames, the file "
+                                    f"can hold at most {held // 24 + 1}")
     if not flags & 2:
         return
     declared = int.from_bytes(head[tag + 12 if flags & 1 else tag + 8:][:4], "big")
     if declared > held * 1.01:
         raise AudioFileError(p, f"truncated: the MP3 header declares {declared} bytes of audio, "
                                 f"the file holds {held}")
+
+
+#: AIFF-C compression types that store plain PCM or float frames (bytes per frame known).
+_AIFC_PLAIN = (b"NONE", b"sowt", b"twos", b"fl32", b"FL32", b"fl64", b"FL64", b"raw ")
+
+
+def _check_aiff_length(p: Path, f: BinaryIO, size: int) -> None:
+    """Refuse an AIFF whose ``COMM`` chunk declares more frames than its ``SSND`` chunk
+    holds (libsndfile would read what is there and say nothing)."""
+    f.seek(8)
+    kind = f.read(4)
+    pos, channels, frames, frame_bytes = 12, 0, 0, 0
+    while pos + 8 <= size:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return
+        chunk_id, (chunk_size,) = header[:4], struct.unpack(">I", header[4:])
+        if chunk_id == b"COMM":
+            comm = f.read(min(chunk_size, 22))
+            if len(comm) < 8:
+                return
+            channels, frames, bits = struct.unpack(">HIH", comm[:8])
+            if kind == b"AIFC" and comm[18:22] not in _AIFC_PLAIN:
+                return  # compressed: bytes per frame not known from the header
+            frame_bytes = channels * ((bits + 7) // 8)
+        if chunk_id == b"SSND":
+            held = size - (pos + 16)
+            if frame_bytes and 0 <= held < frames * frame_bytes:
+                raise AudioFileError(p, f"truncated: the header declares {frames} frames, "
+                                        f"the file holds {held // frame_bytes}")
+            return
+        pos += 8 + chunk_size + (chunk_size & 1)
 
 
 def _check_wav_length(p: Path, f: BinaryIO, size: int) -> None:

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,7 +32,7 @@ from genrestore.analysis import (
     noise_floor_dbfs,
     true_peak_dbtp,
 )
-from genrestore.errors import FILE_ERRORS, AudioFileError, ParameterError
+from genrestore.errors import FILE_ERRORS, AudioFileError, ParameterError, display_path
 from genrestore.io import read_audio, write_atomic_text
 from genrestore.report import images
 from genrestore.stages import StageReport
@@ -84,6 +85,31 @@ class _Rendered:
     before_volume: float = 1.0
     after_volume: float = 1.0
     error: str | None = None
+
+
+def _render_in_pool(tasks: list[tuple[ReportEntry, int, Path]], jobs: int) -> list[_Rendered]:
+    """Render in ``jobs`` worker processes.  A worker that dies (killed, out of memory) takes
+    the pool with it: every clip it had not finished is drawn again in a pool of its own, and
+    one that kills its worker again is listed as failed; the rest of the report is written."""
+    done: dict[int, _Rendered] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_render, task) for task in tasks]
+        for task, future in zip(tasks, futures, strict=True):
+            try:
+                done[task[1]] = future.result()
+            except BrokenProcessPool:
+                continue
+    for task in tasks:
+        if task[1] in done:
+            continue
+        with ProcessPoolExecutor(max_workers=1) as alone:
+            try:
+                done[task[1]] = alone.submit(_render, task).result()
+            except BrokenProcessPool:
+                log.warning("%s: the worker drawing it died", display_path(task[0].original))
+                done[task[1]] = _Rendered(task[0], task[1],
+                                          error="the report's worker died while drawing it")
+    return [done[task[1]] for task in tasks]
 
 
 def _render(args: tuple[ReportEntry, int, Path]) -> _Rendered:
@@ -255,6 +281,8 @@ def report_conflict(destination: str | os.PathLike[str]) -> str | None:
     """Why writing a report at ``destination`` would replace something (the page itself, or
     pictures of an earlier report in ``<stem>_files/``), or None when nothing is in the way."""
     out = Path(destination)
+    if out.is_dir():
+        return f"{out}: is a folder; name the report's HTML file (e.g. {out / 'report.html'})"
     if out.exists():
         return f"{out}: report exists (use --overwrite to replace it)"
     folder = out.parent / (out.stem + FILES_SUFFIX)
@@ -279,7 +307,7 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
                              ) from exc
     out = Path(destination)
     conflict = report_conflict(out)
-    if conflict is not None and not overwrite:
+    if conflict is not None and (not overwrite or out.is_dir()):
         raise AudioFileError(out, conflict.removeprefix(f"{out}: "))
     base = out.parent
     files = out.stem + FILES_SUFFIX
@@ -290,8 +318,7 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
                 stale.unlink()
     tasks = [(entry, i, folder) for i, entry in enumerate(entries)]
     if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            rendered = list(pool.map(_render, tasks))
+        rendered = _render_in_pool(tasks, jobs)
     else:
         rendered = [_render(t) for t in tasks]
     restored = sum(r.error is None for r in rendered)

@@ -95,6 +95,8 @@ class Denoise(SpectralStage):
         if self.strength == 0.0 or self.max_attenuation_db == 0.0:
             return spec, StageReport(self.name, False, "denoise off")
         snr = context.analysis.snr_db
+        if self.adaptive and not np.isfinite(context.analysis.noise_floor_dbfs):
+            return spec, skipped(self.name, "no measurable noise floor (silence or pure tones)")
         if self.adaptive and snr >= self.min_snr_db:
             return spec, skipped(self.name, f"noise floor {snr:.0f} dB under the music",
                                  snr_db=round(snr, 1))
