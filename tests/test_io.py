@@ -351,3 +351,23 @@ def test_report_text_with_a_name_that_is_not_utf8(tmp_path: Path) -> None:
     name = os.fsdecode(b"caf\xe9.wav")
     path = write_atomic_text(tmp_path / "r.html", f"<p>{name}</p><p>caf\u00e9 \u266a</p>")
     assert path.read_bytes().decode("utf-8") == "<p>caf\\xe9.wav</p><p>caf\u00e9 \u266a</p>"
+
+
+def test_a_full_disk_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libsndfile reports ENOSPC during a write as "System error."
+    import collections
+
+    import genrestore.io as gio
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise sf.SoundFileError("System error.")
+
+    monkeypatch.setattr(gio.sf, "write", fail)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(gio.shutil, "disk_usage", lambda _: usage(1 << 30, 1 << 30, 0))
+    with pytest.raises(AudioFileError, match="cannot write: no space left on the disk"):
+        write_audio(tmp_path / "o.wav", sine(440, 44100, 0.2), 44100)
+    monkeypatch.setattr(gio.shutil, "disk_usage", lambda _: usage(1 << 30, 0, 1 << 30))
+    with pytest.raises(AudioFileError, match="cannot write: System error"):
+        write_audio(tmp_path / "o.wav", sine(440, 44100, 0.2), 44100)
+    assert list(tmp_path.iterdir()) == []

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import secrets
+import shutil
 import struct
 import sys
 import tempfile
@@ -250,6 +251,10 @@ def write_audio(
     return dst
 
 
+#: Under this much free space a failed write is reported as a full disk.
+_MIN_FREE_BYTES = 1 << 20
+
+
 def _write_atomic(dst: Path, write: Callable[[Path], object]) -> None:
     """Let ``write`` fill a temporary file beside ``dst``, then rename it over ``dst``: a
     reader sees the old file or the whole new one, never a part.
@@ -272,7 +277,10 @@ def _write_atomic(dst: Path, write: Callable[[Path], object]) -> None:
         if isinstance(exc, OSError):
             raise AudioFileError(dst, _os_reason(exc, "write")) from exc
         if isinstance(exc, sf.SoundFileError):
-            raise AudioFileError(dst, f"cannot write: {_sf_reason(exc)}") from exc
+            # libsndfile says "System error." for a full disk: say which error it was.
+            full = shutil.disk_usage(dst.parent).free < _MIN_FREE_BYTES
+            reason = "no space left on the disk" if full else _sf_reason(exc)
+            raise AudioFileError(dst, f"cannot write: {reason}") from exc
         raise
 
 
