@@ -338,3 +338,23 @@ def test_report_naming_an_existing_folder_is_refused_before_work(tmp_path: Path,
     assert "is a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert list((tmp_path / "rep").iterdir()) == []
+
+
+def test_import_and_help_do_not_load_the_dsp_stack() -> None:
+    # Issue 11: start-up.  A fact about imports, not a timing: `import genrestore` and the
+    # CLI's parser load neither scipy's signal/stats stack nor any optional extra.
+    heavy = ("scipy.signal", "scipy.stats", "scipy.ndimage", "matplotlib", "av", "visqol",
+             "torch", "pedalboard")
+    code = ("import sys, genrestore, genrestore.cli\n"
+            "genrestore.cli.build_parser().format_help()\n"
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
+    # The lazy names still resolve, to the same objects as their modules'.
+    import genrestore
+    from genrestore import pipeline, preset
+
+    assert genrestore.restore is pipeline.restore
+    assert genrestore.load_preset is preset.load_preset is pipeline.load_preset
+    assert set(genrestore.__all__) <= set(dir(genrestore))

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -26,14 +26,10 @@ from tqdm import tqdm
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
 from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
-from genrestore.pipeline import (
-    DEFAULT_PRESET,
-    FileResult,
-    load_preset,
-    parse_set_option,
-    preset_names,
-    restore_file,
-)
+from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
+
+if TYPE_CHECKING:
+    from genrestore.pipeline import FileResult
 
 log = logging.getLogger("genrestore")
 
@@ -52,7 +48,7 @@ class Job:
     overwrite: bool
 
 
-Outcome = tuple[Job, FileResult | None, str | None]
+Outcome = tuple[Job, "FileResult | None", str | None]
 
 #: Every source of the running batch: the write-time check refuses them all as destinations.
 #: A module global (set once per worker by the pool's initializer) so that it is not pickled
@@ -83,6 +79,14 @@ def _on_terminate(signum: int, frame: object) -> None:
     if _BUSY:
         raise _Terminated  # the writer removes its temporary file on the way out
     os._exit(128 + signum)
+
+
+def restore_file(*args: Any, **kwargs: Any) -> FileResult:
+    """:func:`genrestore.pipeline.restore_file`, imported when the first file is restored (the
+    DSP stack is not loaded for ``--help``)."""
+    from genrestore.pipeline import restore_file as restore
+
+    return restore(*args, **kwargs)
 
 
 def _run_job(job: Job) -> Outcome:
