@@ -133,11 +133,11 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
         if size == 0:
             raise AudioFileError(p, "empty file")
         with open(p, "rb") as f:
-            _sniff(p, f, size)
+            mpeg = _sniff(p, f, size)
     except OSError as exc:
         raise AudioFileError(p, _os_reason(exc, "read")) from exc
     try:
-        with _decoder_notes(p):
+        with _decoder_notes(p, mpeg):
             info = sf.info(os.fsencode(p))
     except sf.SoundFileError as exc:
         raise AudioFileError(p, f"not a readable audio file ({_sf_reason(exc)})") from exc
@@ -169,7 +169,7 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     p = Path(path)
     info = probe(p)
     try:
-        with _decoder_notes(p):
+        with _decoder_notes(p, info.format == "MP3"):
             data, rate = sf.read(os.fsencode(p), dtype="float32", always_2d=True)
     except sf.SoundFileError as exc:
         raise AudioFileError(p, f"cannot decode audio ({_sf_reason(exc)})") from exc
@@ -385,20 +385,21 @@ _MPEG_KBPS = {
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
-def _sniff(p: Path, f: BinaryIO, size: int) -> None:
-    """Refuse, before any decoder runs, what would only make it print to stderr."""
+def _sniff(p: Path, f: BinaryIO, size: int) -> bool:
+    """Refuse, before any decoder runs, what would only make it print to stderr; True when
+    the file is MPEG audio (the one decoder that prints notes of its own)."""
     head = f.read(_SNIFF_BYTES)
     if head.startswith((b"RIFF", b"RIFX")):
         _check_wav_length(p, f, size)
-        return
+        return False
     if head.startswith(b"FORM"):
         _check_aiff_length(p, f, size)
-        return
+        return False
     if head.startswith(_CONTAINER_MAGIC):
-        return
+        return False
     mpeg_like = head.startswith(b"ID3") or _mpeg_frame(head, 0) is not None
     if not mpeg_like and p.suffix.lower() not in _MPEG_SUFFIXES:
-        return  # libsndfile answers "format not recognised" quietly for these
+        return False  # libsndfile answers "format not recognised" quietly for these
     start = _skip_id3(head)
     if start:  # the tag (cover art) can be long: look at what follows it
         f.seek(start)
@@ -415,22 +416,18 @@ def _sniff(p: Path, f: BinaryIO, size: int) -> None:
     if start + length >= size:
         raise AudioFileError(p, "too short (a single MPEG frame)")
     _check_xing_length(p, head, is_v1, mono, size - start)
+    return True
 
 
 @contextlib.contextmanager
-def _decoder_notes(p: Path) -> Iterator[None]:
+def _decoder_notes(p: Path, mpeg: bool) -> Iterator[None]:
     """Keep libmpg123's notes about damaged frames ("Illegal Audio-MPEG-Header ... Trying to
     resync", "dequantization failed") off the terminal: for an MPEG file, C-level stderr (fd
     2) goes to a temporary file while the decoder runs, and what it said becomes one logged
-    warning naming the file.  Other formats decode quietly and are left alone.  fd 2 is
-    process-wide: another thread writing to it in that moment is captured too."""
-    try:
-        with open(p, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except OSError:
-        head = b""  # the decoder's own open fails next, with a sentence
-    if not (p.suffix.lower() in _MPEG_SUFFIXES or head.startswith(b"ID3")
-            or _mpeg_frame(head, 0) is not None):
+    warning naming the file.  Other formats (``mpeg`` false, as :func:`_sniff` found) decode
+    quietly and are left alone.  fd 2 is process-wide: another thread writing to it in that
+    moment is captured too."""
+    if not mpeg:
         yield
         return
     sys.stderr.flush()
