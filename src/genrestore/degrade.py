@@ -32,10 +32,29 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return np.asarray(audio, dtype=np.float32).mean(axis=0, keepdims=True)
 
 
-def lowpass(audio: np.ndarray, sample_rate: int, cutoff_hz: float, *, order: int = 16) -> np.ndarray:
-    """Zero-phase Butterworth low-pass (a codec's band limit)."""
-    sos = signal.butter(order // 2, cutoff_hz, fs=sample_rate, output="sos")
-    return signal.sosfiltfilt(sos, audio, axis=-1).astype(np.float32)
+#: Low-pass shapes: ``butterworth`` (maximally flat, the roll-off set by ``order``),
+#: ``elliptic`` (a codec-like steep edge with 0.5 dB ripple and 80 dB stop band) and
+#: ``brickwall`` (every FFT bin above the cutoff set to zero, as some resamplers and codecs do).
+LOWPASS_KINDS = ("butterworth", "elliptic", "brickwall")
+
+
+def lowpass(audio: np.ndarray, sample_rate: int, cutoff_hz: float, *, order: int = 16,
+            kind: str = "butterworth") -> np.ndarray:
+    """Zero-phase low-pass (a codec's band limit) of the given ``kind`` (see
+    :data:`LOWPASS_KINDS`); ``order`` is the total order of the forward-backward pair."""
+    if kind not in LOWPASS_KINDS:
+        raise ParameterError(f"low-pass kind must be one of {', '.join(LOWPASS_KINDS)}, not {kind!r}")
+    x = np.asarray(audio, dtype=np.float32)
+    if kind == "brickwall":
+        spectrum = np.fft.rfft(x, axis=-1)
+        spectrum[..., np.fft.rfftfreq(x.shape[-1], 1.0 / sample_rate) > cutoff_hz] = 0.0
+        return np.fft.irfft(spectrum, n=x.shape[-1], axis=-1).astype(np.float32)
+    half = max(1, order // 2)
+    if kind == "elliptic":
+        sos = signal.ellip(half, 0.25, 80.0, cutoff_hz, fs=sample_rate, output="sos")
+    else:
+        sos = signal.butter(half, cutoff_hz, fs=sample_rate, output="sos")
+    return signal.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
 
 
 def noise(shape: tuple[int, ...], *, level_dbfs: float, colour: str = "white", seed: int = 0
@@ -133,7 +152,9 @@ class Degradation:
     description: str = ""
     mono: bool = False
     rate_hz: int = 32000
-    cutoff_hz: tuple[float, float] | None = None  # zero-phase 16th-order Butterworth
+    cutoff_hz: tuple[float, float] | None = None  # zero-phase low-pass, see lowpass()
+    lowpass_order: int = 16
+    lowpass_kind: str = "butterworth"
     codec: str = ""  # "", "mp3" or "opus"
     bitrate_kbps: float = 64.0
     noise_dbfs: float | None = None  # absolute RMS level of the added noise ...
@@ -147,6 +168,10 @@ class Degradation:
             raise ParameterError(f"codec must be one of {', '.join(CODECS[1:])} or empty")
         if self.noise_colour not in NOISE_COLOURS:
             raise ParameterError(f"noise_colour must be one of {', '.join(NOISE_COLOURS)}")
+        if self.lowpass_kind not in LOWPASS_KINDS:
+            raise ParameterError(f"lowpass_kind must be one of {', '.join(LOWPASS_KINDS)}")
+        if self.lowpass_order < 2:
+            raise ParameterError("lowpass_order must be at least 2")
         if self.noise_dbfs is not None and self.snr_db is not None:
             raise ParameterError("give noise_dbfs or snr_db, not both")
 
@@ -200,7 +225,8 @@ def degrade(
     if rate != sample_rate:
         x = resample(x, sample_rate, rate)
     if d.cutoff_hz is not None:
-        x = lowpass(x, rate, float(rng.uniform(*d.cutoff_hz)))
+        x = lowpass(x, rate, float(rng.uniform(*d.cutoff_hz)), order=d.lowpass_order,
+                    kind=d.lowpass_kind)
     if d.codec:
         x = codec_roundtrip(x, rate, d.codec, d.bitrate_kbps)
     if d.peak_dbfs is not None:

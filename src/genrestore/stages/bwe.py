@@ -32,16 +32,43 @@ MIN_CUTOFF_HZ = 6000.0
 #: The extrapolated slope is clamped to this range (dB per octave): a dark recording keeps
 #: its own steep slope, so the new band is as quiet as its music implies.
 SLOPE_RANGE_DB_PER_OCT = (-60.0, -3.0)
+#: How the new band's envelope is found (see :class:`BandwidthExtension`).
+METHODS = ("dsp", "model")
 
 
 @dataclass(frozen=True)
 class BandPlan:
-    """Which bins get new content, from which source bins, at what gain."""
+    """Which bins get new content, from which source bins, at what gain: ``gains`` is
+    ``(targets,)`` (one long-term envelope) or ``(channels, frames, targets)`` (per frame)."""
 
     target_bins: np.ndarray
     source_bins: np.ndarray
     gains: np.ndarray
     slope_db_per_oct: float
+
+
+def patch_bins(spec: Spectrogram, cutoff_hz: float, max_freq_hz: float = 20000.0
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(target_bins, source_bins)``: the bins from the cutoff to the top and the bins each
+    is copied from (the source band repeated upward); ``None`` when there is nothing to extend."""
+    nyquist = spec.sample_rate / 2.0
+    top_hz = min(max_freq_hz, 0.96 * nyquist)
+    if cutoff_hz < MIN_CUTOFF_HZ or cutoff_hz >= 0.92 * top_hz:
+        return None
+    k_cut, k_top = spec.bin_of(cutoff_hz), spec.bin_of(top_hz)
+    k_src0, k_src1 = spec.bin_of(SOURCE_LOW * cutoff_hz), spec.bin_of(SOURCE_HIGH * cutoff_hz)
+    width = k_src1 - k_src0
+    if width < 8 or k_top <= k_cut:
+        return None
+    target = np.arange(k_cut, k_top + 1)
+    return target, k_src0 + (target - k_cut) % width
+
+
+def _fade(freqs: np.ndarray, cutoff_hz: float, top_hz: float, transition_hz: float) -> np.ndarray:
+    """Raised-cosine fade in from the cutoff and out towards the top."""
+    fade_in = np.clip((freqs - cutoff_hz) / transition_hz, 0.0, 1.0)
+    fade_out = np.clip((top_hz - freqs) / (2.0 * transition_hz), 0.0, 1.0)
+    return np.sin(0.5 * np.pi * fade_in) ** 2 * np.sin(0.5 * np.pi * fade_out) ** 2
 
 
 def plan_extension(
@@ -54,35 +81,74 @@ def plan_extension(
     transition_hz: float = 600.0,
 ) -> BandPlan | None:
     """Work out the patches and their gains; ``None`` when there is nothing to extend."""
-    nyquist = spec.sample_rate / 2.0
-    top_hz = min(max_freq_hz, 0.96 * nyquist)
-    if cutoff_hz < MIN_CUTOFF_HZ or cutoff_hz >= 0.92 * top_hz:
+    bins = patch_bins(spec, cutoff_hz, max_freq_hz)
+    if bins is None:
         return None
+    target, source = bins
     freqs = spec.freqs_hz
-    k_cut, k_top = spec.bin_of(cutoff_hz), spec.bin_of(top_hz)
-    k_src0, k_src1 = spec.bin_of(SOURCE_LOW * cutoff_hz), spec.bin_of(SOURCE_HIGH * cutoff_hz)
-    width = k_src1 - k_src0
-    if width < 8 or k_top <= k_cut:
-        return None
+    top_hz = min(max_freq_hz, 0.96 * spec.sample_rate / 2.0)
     power = (spec.data.real**2 + spec.data.imag**2).mean(axis=(0, 1))  # long-term, per bin
     level_db = 10.0 * np.log10(np.maximum(power, 1e-20))
     # Straight-line fit of level (dB) against log2(frequency) over the source band.
-    src = np.arange(k_src0, k_src1)
+    src = np.arange(spec.bin_of(SOURCE_LOW * cutoff_hz), spec.bin_of(SOURCE_HIGH * cutoff_hz))
     octave = np.log2(freqs[src] / cutoff_hz)
     slope, intercept = np.polyfit(octave, level_db[src], 1)
     slope = float(np.clip(slope, *SLOPE_RANGE_DB_PER_OCT))
     intercept = float(np.mean(level_db[src] - slope * octave))  # refit with the clamped slope
-    target = np.arange(k_cut, k_top + 1)
-    source = k_src0 + (target - k_cut) % width
     target_octave = np.log2(freqs[target] / cutoff_hz)
     target_db = intercept + (slope + extra_rolloff_db_per_oct) * target_octave
     wanted = np.maximum(10.0 ** (target_db / 10.0) - power[target], 0.0)
     gains = np.sqrt(wanted / np.maximum(power[source], 1e-20))
-    fade_in = np.clip((freqs[target] - cutoff_hz) / transition_hz, 0.0, 1.0)
-    fade_out = np.clip((top_hz - freqs[target]) / (2.0 * transition_hz), 0.0, 1.0)
-    fade = np.sin(0.5 * np.pi * fade_in) ** 2 * np.sin(0.5 * np.pi * fade_out) ** 2
-    gains = (gains * fade * strength).astype(np.float32)
-    return BandPlan(target, source, gains, slope)
+    gains = (gains * _fade(freqs[target], cutoff_hz, top_hz, transition_hz) * strength)
+    return BandPlan(target, source, gains.astype(np.float32), slope)
+
+
+#: The model's envelope may raise the copied band by at most this much (dB): beyond it the
+#: source band holds too little to shape (a near-silent frame) and only its noise would grow.
+MODEL_MAX_GAIN_DB = 30.0
+
+
+def plan_model_extension(
+    spec: Spectrogram,
+    cutoff_hz: float,
+    levels: np.ndarray,
+    *,
+    strength: float = 1.0,
+    max_freq_hz: float = 20000.0,
+    transition_hz: float = 200.0,
+) -> BandPlan | None:
+    """Patches as :func:`plan_extension`, shaped frame by frame to the band levels the model
+    predicts (``levels``: ``(channels, frames, BANDS)`` log10 power per bin, from
+    :func:`genrestore.model.predict_levels`).  In each band above the cutoff the copied
+    content is scaled so that it plus what is already there reaches the predicted level; the
+    band gains are interpolated (in dB) between the bands' centres, so no band edge shows."""
+    from genrestore.model.features import BANDS, band_index
+
+    bins = patch_bins(spec, cutoff_hz, max_freq_hz)
+    if bins is None:
+        return None
+    target, source = bins
+    freqs = spec.freqs_hz[target]
+    top_hz = min(max_freq_hz, 0.96 * spec.sample_rate / 2.0)
+    window_energy = np.float32(np.sum(np.hanning(spec.n_fft + 1)[:-1] ** 2))
+    src_power = (np.abs(spec.data[:, :, source]) ** 2) / window_energy
+    have_power = (np.abs(spec.data[:, :, target]) ** 2) / window_energy
+    band = band_index(spec.n_fft, spec.sample_rate)[target]
+    band = np.where(band < 0, BANDS - 1, band)
+    present = np.unique(band)
+    member = (band[:, None] == present[None, :]).astype(np.float32)
+    member /= member.sum(axis=0, keepdims=True)  # mean over the band's target bins
+    exc = src_power @ member  # (channels, frames, present bands)
+    have = have_power @ member
+    wanted = np.maximum(10.0 ** levels[:, :, present].astype(np.float64) - have, 0.0)
+    gain = np.sqrt(wanted / np.maximum(exc, 1e-30))
+    gain = np.where(exc > 1e-30, np.minimum(gain, 10.0 ** (MODEL_MAX_GAIN_DB / 20.0)), 0.0)
+    centres = (freqs[:, None] * member).sum(axis=0)
+    spread = np.stack([np.interp(freqs, centres, np.eye(present.size)[j])
+                       for j in range(present.size)], axis=1)  # (targets, present bands)
+    per_bin = np.exp(np.log(np.maximum(gain, 1e-6)) @ spread.T)
+    per_bin *= _fade(freqs, cutoff_hz, top_hz, transition_hz) * strength
+    return BandPlan(target, source, per_bin.astype(np.float32), float("nan"))
 
 
 def extend_spectrum(spec: Spectrogram, plan: BandPlan) -> Spectrogram:
@@ -105,23 +171,28 @@ def extend_bandwidth(
     strength: float = 1.0,
     max_freq_hz: float = 20000.0,
     extra_rolloff_db_per_oct: float = -3.0,
+    method: str = "dsp",
+    weights: str = "",
 ) -> np.ndarray:
     """Regenerate content between ``cutoff_hz`` and ``max_freq_hz`` in ``(channels, samples)``
     or 1-D (mono) audio; returns ``(channels, samples)``.
 
     ``strength`` scales the new band's amplitude (1 = on the extrapolated envelope);
-    ``extra_rolloff_db_per_oct`` tilts the envelope further down above the cutoff.  The
-    parameters follow :class:`BandwidthExtension`'s rules, and ``cutoff_hz`` must be
-    positive.  Returns the input unchanged when the cutoff is already near ``max_freq_hz``.
+    ``extra_rolloff_db_per_oct`` tilts the envelope further down above the cutoff.
+    ``method="model"`` shapes the copied band frame by frame to the envelope the learned model
+    predicts (:mod:`genrestore.model`; ``weights`` names an ``.npz`` other than the shipped
+    one) instead of the extrapolated long-term slope.  The parameters follow
+    :class:`BandwidthExtension`'s rules, and ``cutoff_hz`` must be positive.  Returns the
+    input unchanged when the cutoff is already near ``max_freq_hz``.
     """
-    BandwidthExtension(strength=strength, max_freq_hz=max_freq_hz,
-                       extra_rolloff_db_per_oct=extra_rolloff_db_per_oct, cutoff_hz=cutoff_hz)
+    stage = BandwidthExtension(strength=strength, max_freq_hz=max_freq_hz,
+                               extra_rolloff_db_per_oct=extra_rolloff_db_per_oct,
+                               cutoff_hz=cutoff_hz, method=method, weights=weights)
     if not cutoff_hz > 0.0:
         raise ParameterError("extend_bandwidth needs a positive cutoff_hz")
     x = as_channels(audio)
     spec = stft(x, sample_rate)
-    plan = plan_extension(spec, cutoff_hz, strength=strength, max_freq_hz=max_freq_hz,
-                          extra_rolloff_db_per_oct=extra_rolloff_db_per_oct)
+    plan = stage.plan(spec, cutoff_hz)
     if plan is None:
         return x
     return istft(extend_spectrum(spec, plan))
@@ -139,8 +210,15 @@ class BandwidthExtension(SpectralStage):
     #: When true, leave a full-band input alone (its band ends where its sample rate does:
     #: nothing was cut, and extending its top octave mostly extends hiss).
     adaptive: bool = False
+    #: "dsp": the long-term envelope extrapolated from the slope below the cutoff; "model":
+    #: the learned model's envelope, frame by frame (:mod:`genrestore.model`).
+    method: str = "dsp"
+    #: With ``method = "model"``: an ``.npz`` of weights to use instead of the shipped ones.
+    weights: str = ""
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ParameterError(f"bwe.method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if not 0.0 <= self.strength <= 2.0:
             raise ParameterError("bwe.strength must be between 0 and 2")
         if not 4000.0 <= self.max_freq_hz <= 24000.0:
@@ -156,14 +234,31 @@ class BandwidthExtension(SpectralStage):
             return spec, skipped(self.name, "strength 0")
         if self.adaptive and not self.cutoff_hz and context.analysis.is_full_band:
             return spec, skipped(self.name, "input is full band", cutoff_hz=cutoff)
-        plan = plan_extension(spec, cutoff, strength=self.strength, max_freq_hz=self.max_freq_hz,
-                              extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
+        plan = self.plan(spec, cutoff)
         if plan is None:
             why = (f"cutoff {cutoff / 1000:.1f} kHz is full band" if cutoff >= MIN_CUTOFF_HZ
                    else f"no usable band below {MIN_CUTOFF_HZ / 1000:g} kHz")
             return spec, skipped(self.name, why, cutoff_hz=cutoff)
         top = float(spec.freqs_hz[plan.target_bins[-1]])
         summary = f"bwe {cutoff / 1000:.1f}->{top / 1000:.1f} kHz"
-        details = {"cutoff_hz": round(cutoff, 1), "top_hz": round(top, 1),
-                   "slope_db_per_oct": round(plan.slope_db_per_oct, 2)}
+        details: dict[str, object] = {"cutoff_hz": round(cutoff, 1), "top_hz": round(top, 1),
+                                      "method": self.method}
+        if self.method == "dsp":
+            details["slope_db_per_oct"] = round(plan.slope_db_per_oct, 2)
+        else:
+            summary += " (model)"
         return extend_spectrum(spec, plan), StageReport(self.name, True, summary, details)
+
+    def plan(self, spec: Spectrogram, cutoff_hz: float) -> BandPlan | None:
+        """The patches and gains this stage's method gives ``spec`` (``None``: nothing to do)."""
+        if self.method == "dsp":
+            return plan_extension(spec, cutoff_hz, strength=self.strength,
+                                  max_freq_hz=self.max_freq_hz,
+                                  extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
+        from genrestore.model import load_model, predict_levels
+
+        if patch_bins(spec, cutoff_hz, self.max_freq_hz) is None:
+            return None
+        levels = predict_levels(spec, cutoff_hz, load_model(self.weights or None))
+        return plan_model_extension(spec, cutoff_hz, levels, strength=self.strength,
+                                    max_freq_hz=self.max_freq_hz)
