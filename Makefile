@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/genrestore demo --out demo-output
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts training
 	$(BIN)/python -m pytest -q
 
 # Debian chromium + chromium-driver for the report's browser test.  Installed when missing and

@@ -1,3 +1,4 @@
 """The envelope model's training recipe: data, pairs, training, export.
 
-Uses torch (the ``train`` extra); nothing under ``src/genrestore`` imports it."""
+Uses torch (the ``train`` extra); nothing under ``src/genrestore`` imports it.
+"""
