@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test lint bench model clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ system-deps:
 	      --no-install-recommends chromium chromium-driver >/dev/null; \
 	  else echo "note: chromium/chromedriver missing; the browser test will be skipped"; fi; \
 	fi
+
+# The learned envelope model's recipe (training/; torch CPU from the test/train extra).
+model: $(STAMP)
+	$(BIN)/python -m training.recipe
 
 bench: $(STAMP)
 	$(BIN)/genrestore bench --speed

@@ -50,6 +50,7 @@ def test_export_matches_torch_within_1e_5(pairs):
     net = build_network(settings)
     mean, scale = standardisation(pairs["inputs"])
     model = export(net, mean, scale, settings)
+    net.eval()  # no dropout: inference
     with torch.no_grad():
         want = net(torch.from_numpy((pairs["inputs"] - mean) / scale)).numpy()
     np.testing.assert_allclose(model.forward(pairs["inputs"]), want, atol=1e-5)

@@ -155,7 +155,7 @@ def test_refuses_a_copy_of_an_evaluation_file_under_another_name(tmp_path):
 def test_the_package_table_holds_no_evaluation_package_and_splits_by_package():
     names = [p.name for p in data.PACKAGES]
     assert not any(data.is_evaluation_package(n) for n in names)
-    assert len(set(names)) == len(names) == 10
+    assert len(set(names)) == len(names) == 11
     assert {p.name for p in data.PACKAGES if p.split == "validation"} == {
         "openclonk-data", "freecol", "starfighter-data"}
 

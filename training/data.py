@@ -110,6 +110,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("nexuiz-music", "train", "GPL-2+",
             archives=(("usr/share/games/nexuiz/data/music.pk3", "sound/cdtracks"),)),
     Package("freedroidrpg-data", "train", "GPL-2+", ("usr/share/freedroidrpg/data/sound/music",)),
+    Package("0ad-data", "train", "CC-BY-SA-3.0 (Wildfire Games)",
+            archives=(("usr/share/games/0ad/mods/public/public.zip", "audio/music"),)),
     Package("openclonk-data", "validation", "CC-BY-3.0 / CC0", ("usr/share/games/openclonk/Music.ocg",)),
     Package("freecol", "validation", "CC-BY-4.0",
             ("usr/share/games/freecol/default/resources/music/default",)),

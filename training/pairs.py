@@ -44,12 +44,13 @@ from genrestore.stages.resample import resample
 log = logging.getLogger("training.pairs")
 
 #: Excerpt length (s) and how many excerpts per track and split.
-EXCERPT_S = 8.0
-EXCERPTS = {"train": 6, "validation": 3}
+EXCERPT_S = 6.0
+EXCERPTS = {"train": 12, "validation": 4}
 #: Frames whose degraded reference level is below this (log10 power) are left out of the loss.
 SILENT_REFERENCE = -9.0
-#: A clean track is a training target only if its own band reaches this far (Hz).
-MIN_TARGET_CUTOFF_HZ = 17000.0
+#: A clean track is a training target only if its own band reaches this far (Hz); bands above
+#: a track's own cutoff are left out of its loss, so a 14 kHz track still teaches 5-14 kHz.
+MIN_TARGET_CUTOFF_HZ = 12000.0
 
 
 def random_chain(rng: np.random.Generator) -> Degradation:
@@ -99,12 +100,13 @@ def excerpt_pairs(clean: np.ndarray, rate: int, clean_cutoff_hz: float, chain: D
     restored_rate = resample(degraded, low_rate, rate)
     target = clean.mean(axis=0, keepdims=True) if chain.mono else clean
     n = min(target.shape[-1], restored_rate.shape[-1])
-    e_in = spectrum_energies(stft(restored_rate[:, :n], rate))
+    spec_in = stft(restored_rate[:, :n], rate)
+    e_in = spectrum_energies(spec_in)
     e_clean = spectrum_energies(stft(target[:, :n], rate))
     band_ok = (BAND_EDGES_HZ[1:] <= clean_cutoff_hz).astype(np.float32)
     parts = []
     for c in range(e_in.shape[0]):
-        frames = frame_levels(e_in[c], cutoff)
+        frames = frame_levels(e_in[c], cutoff, spec_in.hop / rate)
         clean_level = np.log10(np.maximum(e_clean[c].astype(np.float64), 10.0**LOG_FLOOR))
         rel = np.clip(clean_level - frames.reference[:, None], *RELATIVE_RANGE)
         audible = (frames.reference > SILENT_REFERENCE).astype(np.float32)

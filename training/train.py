@@ -28,7 +28,7 @@ from genrestore.model.features import BANDS, CONTEXT, FRAME_FEATURES, INPUT_FEAT
 #: Loss weight of bands above the cutoff relative to those below.
 ABOVE_WEIGHT = 2.0
 #: Where the band mask (fraction of each band above the cutoff) sits in the input.
-MASK = slice((2 * CONTEXT + 1) * FRAME_FEATURES, (2 * CONTEXT + 1) * FRAME_FEATURES + BANDS)
+MASK = slice((2 * CONTEXT + 2) * FRAME_FEATURES, (2 * CONTEXT + 2) * FRAME_FEATURES + BANDS)
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Settings:
     steps: int = 20000
     batch: int = 512
     learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
     seed: int = 20261201
     threads: int = 2
 
@@ -55,6 +57,8 @@ def build_network(settings: Settings) -> Any:
     width = INPUT_FEATURES
     for h in settings.hidden:
         layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+        if settings.dropout:
+            layers.append(torch.nn.Dropout(settings.dropout))
         width = h
     layers.append(torch.nn.Linear(width, BANDS))
     return torch.nn.Sequential(*layers)
@@ -85,10 +89,12 @@ def train(data: dict[str, np.ndarray], settings: Settings, *,
     y = torch.from_numpy(data["targets"])
     w = torch.from_numpy(loss_weights(data["inputs"], data["weights"]).astype(np.float32))
     net = build_network(settings)
-    opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate,
+                            weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, settings.steps) / settings.steps)))
     history: list[dict[str, float]] = []
+    best: tuple[float, EnvelopeModel] | None = None
     running, start = 0.0, time.perf_counter()
     rows = x.shape[0]
     for step in range(1, settings.steps + 1):
@@ -104,11 +110,18 @@ def train(data: dict[str, np.ndarray], settings: Settings, *,
             entry = {"step": step, "train_l1": running / log_every,
                      "seconds": time.perf_counter() - start}
             running = 0.0
+            net.eval()
             model = export(net, mean, scale, settings)
+            net.train()
             if validation is not None:
                 entry.update(evaluate(model, validation))
+                score = entry["val_db_above"] + entry["val_db_below"]
+                if best is None or score < best[0]:
+                    best = (score, model)
             history.append(entry)
             print("  ".join(f"{k} {v:.4g}" for k, v in entry.items()), flush=True)
+    if best is not None:  # early stopping: the checkpoint that did best on validation
+        return best[1], history
     return export(net, mean, scale, settings), history
 
 

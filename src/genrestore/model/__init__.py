@@ -125,6 +125,6 @@ def predict_levels(spec: Spectrogram, cutoff_hz: float, model: EnvelopeModel) ->
     energies = spectrum_energies(spec)
     out = np.empty(energies.shape, dtype=np.float32)
     for c in range(energies.shape[0]):
-        frames = frame_levels(energies[c], cutoff_hz)
+        frames = frame_levels(energies[c], cutoff_hz, spec.hop / spec.sample_rate)
         out[c] = model.forward(network_input(frames)) + frames.reference[:, None]
     return out

@@ -12,8 +12,11 @@ Per frame the model reads, for the frame itself and :data:`CONTEXT` frames eithe
   clipped to ``[-10, 2]`` so silence and empty bands read as a floor;
 - the reference level itself, as ``log10`` power (``-12`` for digital silence);
 
-and once, for the centre frame, which bands lie above the cutoff (the fraction of each
-band's width above it) and the cutoff in units of 20 kHz.  It predicts, per band, the clean
+once, for the centre frame, the *long-term* relative levels and reference level: an
+exponentially weighted mean over the frames so far (time constant :data:`LONG_TERM_S`, the
+weights normalised, so the first frames are plain means), which tells the network the clip's
+timbre and how loud this frame is for it; and which bands lie above the cutoff (the fraction
+of each band's width above it) and the cutoff in units of 20 kHz.  It predicts, per band, the clean
 signal's log energy relative to the same reference level.  Everything here is numpy, shared by
 inference (:mod:`genrestore.model`) and the training recipe (``training/``), so both see
 exactly the same numbers.
@@ -56,8 +59,10 @@ LOG_FLOOR = -12.0
 RELATIVE_RANGE = (-10.0, 2.0)
 #: Per frame: BANDS relative levels plus the reference level.
 FRAME_FEATURES: int = BANDS + 1
-#: The input of the network: context frames, then the band mask and the cutoff.
-INPUT_FEATURES: int = (2 * CONTEXT + 1) * FRAME_FEATURES + BANDS + 1
+#: Time constant (s) of the long-term levels.
+LONG_TERM_S = 2.0
+#: The input of the network: context frames, the long-term levels, the band mask, the cutoff.
+INPUT_FEATURES: int = (2 * CONTEXT + 2) * FRAME_FEATURES + BANDS + 1
 
 
 @functools.lru_cache(maxsize=16)
@@ -124,26 +129,45 @@ class Frames:
     reference: np.ndarray  # (frames,) float32: log10 reference power
     above: np.ndarray  # (BANDS,) float32: fraction of each band above the cutoff
     cutoff_hz: float
+    long_term: np.ndarray  # (frames, FRAME_FEATURES) float32: running means of the above
 
 
-def frame_levels(energies: np.ndarray, cutoff_hz: float) -> Frames:
-    """Turn band energies ``(frames, BANDS)`` of one channel into :class:`Frames`."""
+def running_mean(values: np.ndarray, frame_s: float, time_constant_s: float = LONG_TERM_S
+                 ) -> np.ndarray:
+    """Exponentially weighted mean over time (axis 0) of everything up to each frame, the
+    weights normalised (so frame 0 is itself and early frames are plain means)."""
+    from scipy.signal import lfilter
+
+    decay = float(np.exp(-frame_s / time_constant_s))
+    x = np.asarray(values, dtype=np.float64)
+    num = lfilter([1.0 - decay], [1.0, -decay], x, axis=0)
+    den = 1.0 - decay ** np.arange(1, x.shape[0] + 1)
+    return num / den.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def frame_levels(energies: np.ndarray, cutoff_hz: float, frame_s: float) -> Frames:
+    """Turn band energies ``(frames, BANDS)`` of one channel, one frame every ``frame_s``
+    seconds, into :class:`Frames`."""
     e = np.asarray(energies, dtype=np.float64)
     ref_power = e[:, reference_bands(cutoff_hz)].mean(axis=1)
     reference = np.log10(np.maximum(ref_power, 10.0**LOG_FLOOR))
     level = np.log10(np.maximum(e, 10.0**LOG_FLOOR))
     relative = np.clip(level - reference[:, None], *RELATIVE_RANGE)
+    per_frame = np.concatenate([relative, reference[:, None]], axis=1)
+    long_term = running_mean(per_frame, frame_s)
+    long_term[:, -1] = reference - long_term[:, -1]  # this frame against the clip's level
     return Frames(relative.astype(np.float32), reference.astype(np.float32),
-                  fraction_above(cutoff_hz), float(cutoff_hz))
+                  fraction_above(cutoff_hz), float(cutoff_hz), long_term.astype(np.float32))
 
 
 def network_input(frames: Frames) -> np.ndarray:
-    """Stack :data:`CONTEXT` frames either side (edges repeated) and append the band mask and
-    the cutoff: ``(frames, INPUT_FEATURES)`` float32."""
+    """Stack :data:`CONTEXT` frames either side (edges repeated) and append the long-term
+    levels, the band mask and the cutoff: ``(frames, INPUT_FEATURES)`` float32."""
     per_frame = np.concatenate([frames.relative, frames.reference[:, None]], axis=1)
     n = per_frame.shape[0]
     padded = np.pad(per_frame, ((CONTEXT, CONTEXT), (0, 0)), mode="edge")
     stacked = [padded[j : j + n] for j in range(2 * CONTEXT + 1)]
+    stacked.append(frames.long_term)
     fixed = np.concatenate([frames.above, [frames.cutoff_hz / 20000.0]]).astype(np.float32)
     stacked.append(np.broadcast_to(fixed, (n, fixed.size)))
     return np.concatenate(stacked, axis=1).astype(np.float32)
