@@ -21,7 +21,7 @@ from genrestore.io import read_audio
 from genrestore.metrics import full_reference
 from genrestore.model.features import LOG_FLOOR, spectrum_energies
 from genrestore.pipeline import load_preset, run_pipeline
-from genrestore.spectral import Spectrogram, stft
+from genrestore.spectral import Spectrogram, stft, window_energy
 from genrestore.stages.bwe import BandPlan
 
 ORACLE: dict[str, np.ndarray] = {}
@@ -36,8 +36,7 @@ def _ratio_levels(spec: Spectrogram, cutoff: float, stage: bwe.BandwidthExtensio
 
     target, source = bwe.patch_bins(spec, cutoff, stage.max_freq_hz)
     n = min(lv.shape[1], spec.data.shape[1])
-    window_energy = np.float32(np.sum(np.hanning(spec.n_fft + 1)[:-1] ** 2))
-    src = np.abs(spec.data[:, :n, source]) ** 2 / window_energy
+    src = np.abs(spec.data[:, :n, source]) ** 2 / np.float32(window_energy(spec.n_fft))
     band = band_index(spec.n_fft, spec.sample_rate)[target]
     band = np.where(band < 0, BANDS - 1, band)
     m = np.zeros((len(target), BANDS))

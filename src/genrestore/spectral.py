@@ -59,6 +59,12 @@ def _window(n_fft: int) -> np.ndarray:
     return np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
 
 
+def window_energy(n_fft: int) -> float:
+    """Sum of the squared analysis window: ``|STFT|^2`` divided by it is the power per bin
+    in the scale of the signal's variance (white noise of variance s^2 reads s^2)."""
+    return float(np.sum(_window(n_fft).astype(np.float64) ** 2))
+
+
 def stft(audio: np.ndarray, sample_rate: int, *, n_fft: int | None = None) -> Spectrogram:
     """STFT of ``(channels, samples)`` or 1-D (mono) audio; see the module docstring for the
     layout (a 1-D input gives one channel)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genrestore.spectral import Spectrogram
+from genrestore.spectral import Spectrogram, window_energy
 
 
 def _erb_hz(freq_hz: float) -> float:
@@ -89,8 +89,7 @@ def band_energies(power: np.ndarray, n_fft: int, sample_rate: int) -> np.ndarray
 def spectrum_energies(spec: Spectrogram) -> np.ndarray:
     """Band energies of every channel and frame of ``spec``: ``(channels, frames, BANDS)``,
     the power normalised by the analysis window's energy (see :func:`band_energies`)."""
-    window_energy = float(np.sum(np.hanning(spec.n_fft + 1)[:-1] ** 2))
-    power = (spec.data.real**2 + spec.data.imag**2) / np.float32(window_energy)
+    power = (spec.data.real**2 + spec.data.imag**2) / np.float32(window_energy(spec.n_fft))
     return band_energies(power, spec.n_fft, spec.sample_rate)
 
 

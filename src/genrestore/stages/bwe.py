@@ -20,7 +20,7 @@ import numpy as np
 
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
-from genrestore.spectral import OVERLAP, Spectrogram, istft, stft
+from genrestore.spectral import OVERLAP, Spectrogram, istft, stft, window_energy
 from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
 
 #: The source band is [SOURCE_LOW, SOURCE_HIGH] x cutoff: below the codec's transition band.
@@ -130,9 +130,9 @@ def plan_model_extension(
     target, source = bins
     freqs = spec.freqs_hz[target]
     top_hz = min(max_freq_hz, 0.96 * spec.sample_rate / 2.0)
-    window_energy = np.float32(np.sum(np.hanning(spec.n_fft + 1)[:-1] ** 2))
-    src_power = (np.abs(spec.data[:, :, source]) ** 2) / window_energy
-    have_power = (np.abs(spec.data[:, :, target]) ** 2) / window_energy
+    scale = np.float32(window_energy(spec.n_fft))
+    src_power = (np.abs(spec.data[:, :, source]) ** 2) / scale
+    have_power = (np.abs(spec.data[:, :, target]) ** 2) / scale
     band = band_index(spec.n_fft, spec.sample_rate)[target]
     band = np.where(band < 0, BANDS - 1, band)
     present = np.unique(band)
