@@ -47,12 +47,16 @@ class BandPlan:
     slope_db_per_oct: float
 
 
+def _top_hz(spec: Spectrogram, max_freq_hz: float) -> float:
+    """Where the new band ends: ``max_freq_hz``, or just under the Nyquist frequency."""
+    return min(max_freq_hz, 0.96 * spec.sample_rate / 2.0)
+
+
 def patch_bins(spec: Spectrogram, cutoff_hz: float, max_freq_hz: float = 20000.0
                ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(target_bins, source_bins)``: the bins from the cutoff to the top and the bins each
     is copied from (the source band repeated upward); ``None`` when there is nothing to extend."""
-    nyquist = spec.sample_rate / 2.0
-    top_hz = min(max_freq_hz, 0.96 * nyquist)
+    top_hz = _top_hz(spec, max_freq_hz)
     if cutoff_hz < MIN_CUTOFF_HZ or cutoff_hz >= 0.92 * top_hz:
         return None
     k_cut, k_top = spec.bin_of(cutoff_hz), spec.bin_of(top_hz)
@@ -86,7 +90,7 @@ def plan_extension(
         return None
     target, source = bins
     freqs = spec.freqs_hz
-    top_hz = min(max_freq_hz, 0.96 * spec.sample_rate / 2.0)
+    top_hz = _top_hz(spec, max_freq_hz)
     power = (spec.data.real**2 + spec.data.imag**2).mean(axis=(0, 1))  # long-term, per bin
     level_db = 10.0 * np.log10(np.maximum(power, 1e-20))
     # Straight-line fit of level (dB) against log2(frequency) over the source band.
@@ -129,7 +133,7 @@ def plan_model_extension(
         return None
     target, source = bins
     freqs = spec.freqs_hz[target]
-    top_hz = min(max_freq_hz, 0.96 * spec.sample_rate / 2.0)
+    top_hz = _top_hz(spec, max_freq_hz)
     scale = np.float32(window_energy(spec.n_fft))
     src_power = (np.abs(spec.data[:, :, source]) ** 2) / scale
     have_power = (np.abs(spec.data[:, :, target]) ** 2) / scale
