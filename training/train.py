@@ -13,6 +13,7 @@ single-process, so a run reproduces its weights on the same machine and library 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -171,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = load_pairs(args.cache / "pairs" / "validation.npz")
     print(f"train rows {data['inputs'].shape[0]}, validation rows {validation['inputs'].shape[0]}")
     model, history = train(data, settings, validation=validation)
-    model = EnvelopeModel(model.mean, model.scale, model.weights, model.biases,
-                          {**model.info, "history": history[-1] if history else {}})
+    model = dataclasses.replace(model, info={**model.info, "history": history[-1] if history else {}})
     model.save(args.out)
     print(f"wrote {args.out} ({model.parameters} parameters)")
     return 0
