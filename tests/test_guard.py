@@ -25,7 +25,7 @@ def _acted(*stages: str) -> tuple[StageReport, ...]:
 
 def _input() -> tuple[np.ndarray, guard.Baseline]:
     x = add_noise(song(RATE, 6.0), level_dbfs=-70.0, seed=1)
-    return x, guard.baseline(x, RATE, analyze(x, RATE))
+    return x, guard.baseline(analyze(x, RATE))
 
 
 @pytest.mark.parametrize("out_rate", [44100, 48000])
@@ -65,7 +65,7 @@ def test_a_raised_floor_is_blamed_on_compression_then_limiting_never_on_bwe(out_
 
 def test_a_floor_still_60_db_under_the_music_is_not_a_finding() -> None:
     x = add_noise(song(RATE, 6.0), level_dbfs=-100.0, seed=1)
-    base = guard.baseline(x, RATE, analyze(x, RATE))
+    base = guard.baseline(analyze(x, RATE))
     louder_hiss = add_noise(song(RATE, 6.0), level_dbfs=-85.0, seed=2)  # 15 dB more hiss
     assert guard.check(base, louder_hiss, RATE, _acted("dynamics")) == []
     audible = add_noise(song(RATE, 6.0), level_dbfs=-70.0, seed=2)
@@ -84,7 +84,7 @@ def test_new_flat_tops_are_reported_and_blamed_on_no_stage() -> None:
 
 def test_a_widened_mono_clip_is_compared_through_its_mid() -> None:
     mono = song(RATE, 6.0)[:1]
-    base = guard.baseline(mono, RATE, analyze(mono, RATE))
+    base = guard.baseline(analyze(mono, RATE))
     widened = load_preset("auto", {"stereo": {"enabled": True}})
     from genrestore.pipeline import run_pipeline
 
@@ -125,7 +125,7 @@ def test_resampling_a_narrow_band_clip_does_not_raise_its_floor(out_rate: int,
     from genrestore.degrade import lowpass
 
     x = add_noise(lowpass(song(RATE, 6.0), RATE, cutoff_hz), level_dbfs=-90.0, seed=3)
-    base = guard.baseline(x, RATE, analyze(x, RATE))
+    base = guard.baseline(analyze(x, RATE))
     after = resample(x, RATE, out_rate)
     assert guard.check(base, after, out_rate, _acted("resample", "dynamics")) == []
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import song
-from genrestore.analysis import analyze, integrated_lufs, true_peak_dbtp
+from genrestore.analysis import analyze, integrated_lufs, true_peak, true_peak_dbtp
 from genrestore.stages import Context, Loudness, normalize_loudness
 from genrestore.stages import loudness as loudness_module
 from genrestore.stages.loudness import loudness_to_target
@@ -24,6 +24,7 @@ CEILING = -1.0
 TOLERANCE = 0.2
 DRIVE_BOUND = loudness_module._MAX_DRIVE_DB
 _real_limiter = loudness_module.limit_true_peak
+_real_pass = loudness_module._limit  # what the stage calls: returns the output's true peak too
 
 
 def pink(seconds: float = 4.0, seed: int = 0) -> np.ndarray:
@@ -71,23 +72,25 @@ def grid(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Recorder:
-    """Wraps ``limit_true_peak``: the true peak fed to it (dBTP) and the loudness it returned."""
+    """Wraps the stage's limiter pass (``_limit``): the true peak fed to it (dBTP) and the
+    loudness it returned; checks the peak it says it returned."""
 
     def __init__(self) -> None:
         self.fed: list[float] = []
         self.returned: list[float] = []
 
-    def __call__(self, audio: np.ndarray, sample_rate: int, **kwargs: float) -> np.ndarray:
-        out = _real_limiter(audio, sample_rate, **kwargs)
+    def __call__(self, audio: np.ndarray, sample_rate: int, *args: float) -> tuple[np.ndarray, float]:
+        out, peak = _real_pass(audio, sample_rate, *args)
+        assert peak == pytest.approx(true_peak(out), rel=1e-6)
         self.fed.append(true_peak_dbtp(audio))
         self.returned.append(integrated_lufs(out, sample_rate))
-        return out
+        return out, peak
 
 
 @pytest.fixture
 def passes(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     recorder = Recorder()
-    monkeypatch.setattr(loudness_module, "limit_true_peak", recorder)
+    monkeypatch.setattr(loudness_module, "_limit", recorder)
     return recorder
 
 
@@ -224,3 +227,15 @@ def test_a_wrong_limiter_model_still_lands_within_three_passes(
     assert result.reached
     assert abs(result.lufs - target) <= TOLERANCE
     assert true_peak_dbtp(result.audio) <= CEILING + 0.01
+
+
+@pytest.mark.parametrize(("name", "target"), [("dense", -23.0), ("dense", -8.0), ("peaky", -14.0)])
+def test_the_figures_it_returns_are_those_of_its_output(name: str, target: float) -> None:
+    """The stage reads its input's loudness, and its output's loudness and true peak, from
+    measurements it already made (gating blocks scaled by a gain, the limiter's own peak):
+    they must equal measuring the audio again, for a plain gain and after limiting."""
+    x = material(name)
+    result = loudness_to_target(x, RATE, target_lufs=target, ceiling_dbtp=CEILING)
+    assert result.input_lufs == pytest.approx(integrated_lufs(x, RATE), abs=1e-6)
+    assert result.lufs == pytest.approx(integrated_lufs(result.audio, RATE), abs=1e-3)
+    assert result.true_peak_dbtp == pytest.approx(true_peak_dbtp(result.audio), abs=1e-3)

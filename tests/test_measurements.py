@@ -322,3 +322,31 @@ def test_k_weighting_matches_the_48k_design_at_other_rates(rate: int) -> None:
     _, response = signal.sosfreqz(an.k_weighting_sos(rate), worN=freqs, fs=rate)
     np.testing.assert_allclose(20 * np.log10(np.abs(response)),
                                20 * np.log10(np.abs(reference)), atol=0.1)
+
+
+@pytest.mark.parametrize(("rate", "samples", "channels"),
+                         [(32000, 32000 * 20, 1), (44100, 44100 * 3, 2), (16000, 1000, 2)])
+def test_long_term_spectrum_is_welchs(rate: int, samples: int, channels: int) -> None:
+    """The chunked Welch equals scipy's (same segments, window, detrend and scaling) on
+    noise whose level changes over time and differs between channels, DC included."""
+    rng = np.random.default_rng(rate)
+    envelope = np.linspace(0.05, 1.0, samples)
+    x = (rng.standard_normal((channels, samples)) * envelope
+         * np.arange(1, channels + 1)[:, None] + 0.01).astype(np.float32)
+    freqs, level = an.long_term_spectrum(x, rate)
+    nperseg = min(samples, 2 ** int(np.ceil(np.log2(0.1 * rate))))
+    ref_freqs, psd = signal.welch(x, fs=rate, nperseg=nperseg, axis=-1)
+    np.testing.assert_allclose(freqs, ref_freqs)
+    np.testing.assert_allclose(level, 10 * np.log10(psd.mean(axis=0)), atol=1e-4)
+
+
+@pytest.mark.parametrize(("frames", "size", "step"), [(937, 8, 4), (50, 6, 3), (5, 8, 4), (40, 2, 1)])
+def test_decimated_mean_is_the_running_mean_at_the_kept_frames(frames: int, size: int,
+                                                                step: int) -> None:
+    from scipy import ndimage
+
+    from genrestore.spectral import _decimated_mean
+
+    power = np.random.default_rng(frames).random((2, frames, 33)).astype(np.float32)
+    expected = ndimage.uniform_filter1d(power, size, axis=-2, mode="nearest")[..., ::step, :]
+    np.testing.assert_allclose(_decimated_mean(power, size, step), expected, rtol=1e-5)

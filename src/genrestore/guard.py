@@ -47,8 +47,9 @@ from genrestore.analysis import (
     long_term_spectrum,
     noise_floor_dbfs,
 )
+from genrestore.errors import ParameterError
 from genrestore.io import as_channels
-from genrestore.spectral import OVERLAP, default_n_fft, stft
+from genrestore.spectral import default_n_fft, n_fft_near, stft
 from genrestore.stages import StageReport
 
 MAX_BAND_LOSS_DB = 6.0
@@ -67,12 +68,12 @@ class Finding:
     problem: str
 
 
-def _octave_levels(audio: np.ndarray, sample_rate: int, top_hz: float,
+def _octave_levels(freqs: np.ndarray, level: np.ndarray, top_hz: float,
                    noise_dbfs: float | None = None) -> np.ndarray:
-    """Octave-band levels (dB) from 125 Hz to ``top_hz``; with ``noise_dbfs``, less a white
-    noise floor of that level (what denoising may remove).  Band power is the long-term
-    density summed over the band, so the figure does not depend on the sample rate."""
-    freqs, level = long_term_spectrum(audio, sample_rate)
+    """Octave-band levels (dB) from 125 Hz to ``top_hz`` of a long-term spectrum (``freqs``
+    in Hz, ``level`` in dB per Hz); with ``noise_dbfs``, less a white noise floor of that
+    level (what denoising may remove).  Band power is the long-term density summed over the
+    band, so the figure does not depend on the sample rate."""
     density = 10.0 ** (level / 10.0) * (freqs[1] - freqs[0])  # power per bin
     noise_per_hz = 0.0 if noise_dbfs is None or not np.isfinite(noise_dbfs) else (
         10.0 ** (noise_dbfs / 10.0) / FLOOR_REFERENCE_HZ)  # the floor's white-noise density
@@ -85,7 +86,8 @@ def _octave_levels(audio: np.ndarray, sample_rate: int, top_hz: float,
 
 @dataclass(frozen=True)
 class Baseline:
-    """The input's side of the comparison, measured once however often the guard checks."""
+    """The input's side of the comparison, read from its :class:`~genrestore.analysis.Analysis`
+    (nothing is measured again, however often the guard checks)."""
 
     analysis: Analysis
     octave_levels_db: np.ndarray | None  # as measured; None if the band is too narrow
@@ -93,18 +95,22 @@ class Baseline:
     floor_to_loudness_db: float | None  # noise floor under the cutoff minus the loudness
 
 
-def baseline(before: np.ndarray, before_rate: int, analysis: Analysis) -> Baseline:
-    """Measure the input for :func:`check` (``(channels, samples)`` or 1-D mono)."""
-    before = as_channels(before)
+def baseline(analysis: Analysis) -> Baseline:
+    """The input's baseline for :func:`check`, from its analysis (which must carry the
+    long-term spectrum, as :func:`~genrestore.analysis.analyze` makes it)."""
     top = min(analysis.cutoff_hz, 8000.0)
     levels = music = None
     if top >= 500.0:
-        levels = _octave_levels(before, before_rate, top)
-        music = _octave_levels(before, before_rate, top, analysis.noise_floor_dbfs)
+        if analysis.spectrum is None:
+            raise ParameterError("guard: the analysis carries no long-term spectrum "
+                                 "(make it with genrestore.analysis.analyze)")
+        freqs, level = analysis.spectrum.freqs_hz, analysis.spectrum.level_db
+        levels = _octave_levels(freqs, level, top)
+        music = _octave_levels(freqs, level, top, analysis.noise_floor_dbfs)
     floor = None
-    if np.isfinite(analysis.integrated_lufs):
-        measured = noise_floor_dbfs(before, before_rate, max_hz=analysis.cutoff_hz)
-        floor = measured - analysis.integrated_lufs if np.isfinite(measured) else None
+    measured = analysis.noise_floor_under_cutoff_dbfs
+    if np.isfinite(analysis.integrated_lufs) and np.isfinite(measured):
+        floor = measured - analysis.integrated_lufs
     return Baseline(analysis, levels, music, floor)
 
 
@@ -137,7 +143,7 @@ def check(
     if (base.octave_levels_db is not None and base.octave_music_db is not None
             and analysis.duration_s >= MIN_BAND_CHECK_S):
         top = min(analysis.cutoff_hz, 8000.0)
-        out = _octave_levels(after, after_rate, top)
+        out = _octave_levels(*long_term_spectrum(after, after_rate), top)
         gain = float(np.median(out - base.octave_levels_db))  # the overall level change
         # What each octave lost beyond the gain change, counting from the input's music
         # (its level less the noise floor): removing hiss is not a loss.
@@ -149,8 +155,8 @@ def check(
     if base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
         # Over the input's own band (bandwidth extension fills empty bins on purpose), with
         # the input's bin width in Hz: the quietest bins between partials depend on it.
-        n_fft = OVERLAP * max(1, round(default_n_fft(analysis.sample_rate) * after_rate
-                                       / analysis.sample_rate / OVERLAP))
+        n_fft = n_fft_near(default_n_fft(analysis.sample_rate) * after_rate
+                           / analysis.sample_rate)
         floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz,
                                      spec=stft(after, after_rate, n_fft=n_fft)) - lufs_out
         rise = floor_out - base.floor_to_loudness_db

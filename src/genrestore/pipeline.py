@@ -172,7 +172,7 @@ def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, ru
 
     start = time.perf_counter()
     timings: list[tuple[str, float]] = []
-    base = guard.baseline(x, sample_rate, context.analysis)
+    base = guard.baseline(context.analysis)
     stages = preset.stages
     backed_off: list[str] = []
     problems: list[str] = []

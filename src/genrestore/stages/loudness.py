@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 import pedalboard
 
-from genrestore.analysis import integrated_lufs, k_weighting_sos, true_peak, true_peak_dbtp
+from genrestore.analysis import gated_lufs, gating_blocks, k_weighting_sos, true_peak
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
@@ -48,6 +48,12 @@ def limit_true_peak(
     Loudness(ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
     if not 0.1 <= lookahead_ms <= 50.0:
         raise ParameterError("loudness: lookahead_ms must be between 0.1 and 50")
+    return _limit(audio, sample_rate, ceiling_dbtp, release_ms, lookahead_ms)[0]
+
+
+def _limit(audio: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
+           lookahead_ms: float = 5.0) -> tuple[np.ndarray, float]:
+    """:func:`limit_true_peak` without the checks, returning the output's linear true peak."""
     limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - _LIMITER_MARGIN_DB,
                                           release_ms=release_ms, lookahead_ms=lookahead_ms,
                                           true_peak=True)
@@ -55,8 +61,10 @@ def limit_true_peak(
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     peak = true_peak(out)
     if peak > ceiling:  # residual overshoot the side-chain missed: trim it statically
-        out *= np.float32(ceiling / peak * 0.9999)
-    return out
+        scale = ceiling / peak * 0.9999
+        out *= np.float32(scale)
+        peak *= scale
+    return out, peak
 
 
 _MAX_PASSES = 3
@@ -141,6 +149,8 @@ class LoudnessResult:
     #: :data:`_MAX_DRIVE_DB` without one, stopped a gain that would still have bought loudness)
     #: or "limiter" (more gain no longer made it louder).
     limited_by: str
+    input_lufs: float  # as given, or as measured here
+    true_peak_dbtp: float  # of ``audio``
 
 
 def _plain_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
@@ -246,32 +256,38 @@ def loudness_to_target(
     if not 0.01 <= tolerance_lu <= 3.0:
         raise ParameterError("loudness: tolerance_lu must be between 0.01 and 3")
     x = as_channels(audio)
-    start = integrated_lufs(x, sample_rate) if input_lufs is None else input_lufs
+    # The loudness of a gain-scaled clip is read from the same gating blocks (gated_lufs):
+    # each level below is measured once.
+    blocks = gating_blocks(x, sample_rate) if input_lufs is None else None
+    start = gated_lufs(blocks) if blocks is not None else input_lufs
     if not np.isfinite(start):
-        out = limit_true_peak(x, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
-        return LoudnessResult(out, float("-inf"), 0.0, 1, False, "")
+        out, out_peak = _limit(x, sample_rate, ceiling_dbtp, release_ms)
+        return LoudnessResult(out, float("-inf"), 0.0, 1, False, "", start, _dbtp(out_peak))
     peak = true_peak(x)
     free = ceiling_dbtp - 20.0 * np.log10(peak)  # the most gain that needs no limiting
     wanted = target_lufs - start
     if wanted <= free:  # a plain gain reaches the target with the peaks under the ceiling
         out = _plain_gain(x, wanted)
-        return LoudnessResult(out, integrated_lufs(out, sample_rate), wanted, 0, True, "")
+        blocks = gating_blocks(x, sample_rate) if blocks is None else blocks
+        return LoudnessResult(out, gated_lufs(blocks * 10.0 ** (wanted / 10.0)), wanted, 0, True,
+                              "", start, _dbtp(peak) + wanted)
 
     cap = free + (max_limiting_db if max_limiting_db is not None else _MAX_DRIVE_DB)
     model = _LimiterModel(x, sample_rate, peak=peak, ceiling_dbtp=ceiling_dbtp,
                           release_ms=release_ms)
     # Real points: (gain, measured LUFS).  The free gain is one without a limiter run.
     points: list[tuple[float, float]] = [(free, start + free)]
-    tries: list[tuple[float, float, np.ndarray]] = []
+    tries: list[_Try] = []
 
     low, high = free, cap  # the bracket: later gains stay strictly inside it
     rising = (free, start + free)  # the last try below the target where more gain still paid
     gain_db, _ = _solve(_corrected(model, points), target_lufs + _AIM_LU, low, high)
     for _ in range(_MAX_PASSES):
-        limited = limit_true_peak(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp=ceiling_dbtp,
-                                  release_ms=release_ms)
-        level = integrated_lufs(limited, sample_rate)
-        tries.append((gain_db, level, limited))
+        limited, limited_peak = _limit(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp,
+                                       release_ms)
+        limited_blocks = gating_blocks(limited, sample_rate)
+        level = gated_lufs(limited_blocks)
+        tries.append(_Try(gain_db, level, limited, limited_blocks, limited_peak))
         points.append((gain_db, level))
         if target_lufs - tolerance_lu <= level <= target_lufs + _TRIM_DOWN_LU:
             break
@@ -286,33 +302,48 @@ def loudness_to_target(
             break
         gain_db, predicted = _solve(_corrected(model, points), target_lufs + _AIM_LU, low + 0.01,
                                     high - 0.01)
-        if predicted < target_lufs and predicted - max(t[1] for t in tries) < 0.5 * tolerance_lu:
+        if predicted < target_lufs and predicted - max(t.lufs for t in tries) < 0.5 * tolerance_lu:
             break  # out of reach, and no gain left in the bracket promises a closer try
-    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, sample_rate, model=model,
-                   points=points, cap=cap)
+    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, model=model, points=points,
+                   cap=cap, input_lufs=start)
 
 
-def _finish(tries: list[tuple[float, float, np.ndarray]], target: float, tolerance: float,
-            ceiling_dbtp: float, sample_rate: int, *, model: _LimiterModel,
-            points: list[tuple[float, float]], cap: float) -> LoudnessResult:
+def _dbtp(peak: float) -> float:
+    return float(20.0 * np.log10(peak)) if peak > 0 else float("-inf")
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One limiter pass: the gain fed to it, and its output with that output's measurements."""
+
+    gain_db: float
+    lufs: float
+    audio: np.ndarray
+    blocks: np.ndarray  # gating blocks (:func:`~genrestore.analysis.gating_blocks`)
+    peak: float  # linear true peak
+
+
+def _finish(tries: list[_Try], target: float, tolerance: float, ceiling_dbtp: float, *,
+            model: _LimiterModel, points: list[tuple[float, float]], cap: float,
+            input_lufs: float) -> LoudnessResult:
     """Pick the closest try and remove what is left of the error by a plain gain: down always
     (it only lowers the peaks), up as far as the try's true-peak headroom allows.  Among tries
     that reach the target that way, the least limited (smallest gain) wins."""
     trims = []
-    for _, level, limited in tries:
-        if level >= target:
-            trims.append(target - level)
+    for t in tries:
+        if t.lufs >= target:
+            trims.append(target - t.lufs)
         else:
-            headroom = ceiling_dbtp - true_peak_dbtp(limited) - 0.001
-            trims.append(max(0.0, min(target - level, headroom)))
-    ends = [t[1] + trim for t, trim in zip(tries, trims, strict=True)]
+            headroom = ceiling_dbtp - _dbtp(t.peak) - 0.001
+            trims.append(max(0.0, min(target - t.lufs, headroom)))
+    ends = [t.lufs + trim for t, trim in zip(tries, trims, strict=True)]
     good = [k for k, end in enumerate(ends) if abs(end - target) <= tolerance]
-    pick = min(good, key=lambda k: tries[k][0]) if good else int(np.argmax(ends))
-    (gain_db, level, limited), trim = tries[pick], trims[pick]
-    out = limited
+    pick = min(good, key=lambda k: tries[k].gain_db) if good else int(np.argmax(ends))
+    chosen, trim = tries[pick], trims[pick]
+    gain_db, level, out = chosen.gain_db, chosen.lufs, chosen.audio
     if trim != 0.0:
-        out = _plain_gain(limited, trim)
-        level = integrated_lufs(out, sample_rate)
+        out = _plain_gain(out, trim)
+        level = gated_lufs(chosen.blocks * 10.0 ** (trim / 10.0))
     reached = abs(level - target) <= tolerance
     why = ""
     if not reached:  # the cap is to blame if, past it, the limiter would have come closer
@@ -320,7 +351,8 @@ def _finish(tries: list[tuple[float, float, np.ndarray]], target: float, toleran
         still_rising = predict(cap) - predict(cap - 1.0) > _SATURATED_SLOPE
         beyond = max(predict(cap + step) for step in (1.0, 2.0, 4.0, 8.0)) > level + tolerance
         why = "cap" if gain_db >= cap - 0.5 and (still_rising or beyond) else "limiter"
-    return LoudnessResult(out, level, gain_db + trim, len(tries), reached, why)
+    return LoudnessResult(out, level, gain_db + trim, len(tries), reached, why, input_lufs,
+                          _dbtp(chosen.peak) + trim)
 
 
 @dataclass(frozen=True)
@@ -346,14 +378,11 @@ class Loudness:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
-        before = integrated_lufs(audio, sample_rate)
         result = loudness_to_target(
             audio, sample_rate, target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp,
-            release_ms=self.release_ms, input_lufs=before,
-            max_limiting_db=self.max_limiting_db or None,
+            release_ms=self.release_ms, max_limiting_db=self.max_limiting_db or None,
         )
-        out, after = result.audio, result.lufs
-        peak = true_peak_dbtp(out)
+        out, before, after, peak = result.audio, result.input_lufs, result.lufs, result.true_peak_dbtp
         if not np.isfinite(before):
             report = skipped(self.name, "silent or shorter than 0.4 s; peaks limited only",
                              true_peak_dbtp=round(peak, 2))
