@@ -21,14 +21,15 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests scripts training
 	$(BIN)/python -m pytest -q
 
-# Debian chromium + chromium-driver for the report's browser test.  Installed when missing and
-# running as root; otherwise that one test is skipped and says why.
+# Debian chromium + chromium-driver for the report's browser test, and ffmpeg for the
+# reference line of `genrestore bench --speed` (its test).  Installed when missing and running
+# as root; otherwise those tests are skipped and say why.
 system-deps:
-	@if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then \
+	@if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v ffmpeg >/dev/null; }; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends chromium chromium-driver >/dev/null; \
-	  else echo "note: chromium/chromedriver missing; the browser test will be skipped"; fi; \
+	      --no-install-recommends chromium chromium-driver ffmpeg >/dev/null; \
+	  else echo "note: chromium/chromedriver/ffmpeg missing; the browser and ffmpeg tests will be skipped"; fi; \
 	fi
 
 # The learned envelope model's recipe (training/; torch CPU from the test/train extra).

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib import resources
@@ -107,6 +109,44 @@ def test_parallel_jobs(tmp_path: Path, clip_file: Path) -> None:
     assert main(["restore", str(clip_file.parent), "-o", str(tmp_path / "o"), "--jobs", "2",
                  "-q"]) == 0
     assert len(list((tmp_path / "o").glob("*.wav"))) == 4
+
+
+def test_a_batch_runs_one_worker_per_core_by_default_and_reports_clips_per_minute(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from genrestore.parallel import default_jobs
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        sf.write(folder / f"c{i}.wav", (song(32000, 1.0) * (0.3 + 0.2 * i)).T, 32000)
+    assert main(["restore", str(folder), "-o", str(tmp_path / "o"), "--preset", "none"]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    jobs = default_jobs()
+    match = re.fullmatch(r"3 restored, 0 failed in ([0-9.]+) s \(([0-9]+) clips/min, "
+                         rf"{jobs} jobs?\)", summary)
+    assert match, summary
+    seconds, per_minute = float(match[1]), int(match[2])
+    # The time is printed to 0.1 s, the rate to a clip: they agree within those roundings.
+    assert 180 / (seconds + 0.05) - 1 <= per_minute <= 180 / max(seconds - 0.05, 1e-3) + 1
+
+
+def _thread_settings(_: int) -> tuple[list[int], str | None]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info()], os.environ.get("OMP_NUM_THREADS")
+
+
+def test_workers_run_their_numerical_libraries_on_one_thread() -> None:
+    """numpy's BLAS (loaded before the fork, so the environment alone would not reach it)
+    and any library loaded later run one thread per worker."""
+    from genrestore.parallel import worker_pool
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # the BLAS is loaded in the parent
+    with worker_pool(2) as pool:
+        for threads, omp in pool.map(_thread_settings, range(2)):
+            assert threads
+            assert all(n == 1 for n in threads)
+            assert omp == "1"
 
 
 def test_presets_command_lists_each_preset_with_its_stages(capsys: pytest.CaptureFixture) -> None:
@@ -313,6 +353,29 @@ def test_bench_speed_runs(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "real-time factor" in out
     assert "pyloudnorm" in out
+    if shutil.which("ffmpeg") is None:  # CI installs it (make system-deps)
+        pytest.skip("ffmpeg is not installed: the reference line is not checked")
+    line = out.strip().splitlines()[-1]
+    found = re.search(r"`genrestore restore` ([0-9.]+) s, ffmpeg's stock chain .* ([0-9.]+) s: "
+                      r"genrestore is ([0-9.]+)x (slower|faster)", line)
+    assert found, line
+    ours, theirs, ratio = float(found[1]), float(found[2]), float(found[3])
+    assert ours > 0
+    assert theirs > 0
+    expected = ours / theirs if found[4] == "slower" else theirs / ours
+    # The times are printed to 10 ms and the ratio to 0.1: they agree within those roundings.
+    assert ratio == pytest.approx(expected, rel=0.005 / min(ours, theirs) + 0.01, abs=0.06)
+
+
+def test_bench_speed_says_when_ffmpeg_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genrestore import bench
+    from genrestore.synth import render_song
+
+    monkeypatch.setenv("PATH", "")  # no ffmpeg to be found
+    clip = render_song(32000, 1.0)[:1]
+    ours, theirs = bench.process_times(clip, 32000, "none", repeats=1)
+    assert ours > 0
+    assert theirs is None
 
 
 def test_restore_help_states_the_output_rules(capsys: pytest.CaptureFixture) -> None:

@@ -9,7 +9,6 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from genrestore.degrade import degrade, get_degradation
 from genrestore.errors import FILE_ERRORS
 from genrestore.io import read_audio
 from genrestore.metrics import full_reference, no_reference
+from genrestore.parallel import worker_pool
 from genrestore.pipeline import DEFAULT_PRESET, load_preset, run_pipeline
 from genrestore.stages import StageReport
 from genrestore.stages.resample import resample
@@ -40,21 +40,65 @@ class SpeedResult:
     loudness_own_s: float
     loudness_pyloudnorm_s: float
     loudness_difference_lu: float
+    #: Whole-process wall time (median) of ``genrestore restore`` on the clip written to a
+    #: file, and of ffmpeg's stock chain (:data:`FFMPEG_CHAIN`) on it, ``None`` without ffmpeg.
+    process_s: float | None = None
+    ffmpeg_s: float | None = None
 
     @property
     def realtime_factor(self) -> float:
         return self.clip_seconds / self.total_s
 
 
+#: ffmpeg's stock chain for the same job (declip, denoise, soxr resampling to 44.1 kHz,
+#: EBU R128 loudness), the reference line of ``genrestore bench --speed``.
+FFMPEG_CHAIN = "adeclip,afftdn,aresample=44100:resampler=soxr,loudnorm"
+
+
+def process_times(clip: np.ndarray, rate: int, preset: str, repeats: int
+                  ) -> tuple[float, float | None]:
+    """Median whole-process wall times of ``genrestore restore`` (start-up, reading, 24-bit
+    writing included) and of ffmpeg's :data:`FFMPEG_CHAIN` (``None`` when ``ffmpeg`` is not
+    on the PATH) on ``clip`` written to a WAV file, run in turn so that drift hits both."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "clip.wav"
+        sf.write(source, np.atleast_2d(clip).T, rate, subtype="FLOAT")
+        commands = [[sys.executable, "-m", "genrestore", "restore", str(source), "-o",
+                     str(Path(tmp) / "genrestore.wav"), "--preset", preset, "--overwrite", "-q"]]
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is not None:
+            commands.append([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+                             "-i", str(source), "-af", FFMPEG_CHAIN, "-ar", "44100",
+                             "-c:a", "pcm_s24le", str(Path(tmp) / "ffmpeg.wav")])
+        times: list[list[float]] = [[] for _ in commands]
+        for run in range(repeats + 1):  # the first round warms the file cache, not counted
+            for command, spent in zip(commands, times, strict=True):
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True)
+                if run:
+                    spent.append(time.perf_counter() - start)
+    medians = [statistics.median(t) for t in times]
+    return medians[0], (medians[1] if ffmpeg is not None else None)
+
+
 def speed_benchmark(
-    *, seconds: float = 30.0, preset: str = DEFAULT_PRESET, repeats: int = 5, seed: int = 0
+    *, seconds: float = 30.0, preset: str = DEFAULT_PRESET, repeats: int = 5, seed: int = 0,
+    whole_process: bool = True,
 ) -> SpeedResult:
     """Time ``preset`` on a ``seconds``-long clip degraded by the ``demo`` chain (mono, 32 kHz).
 
     One process; BLAS and FFT threads are not pinned (set ``OMP_NUM_THREADS=1`` for a
     one-core figure; most steps are single-threaded anyway).  Reports the median over
     ``repeats`` runs, per step, and
-    the time of genrestore's BS.1770 meter against pyloudnorm's on the same clip.
+    the time of genrestore's BS.1770 meter against pyloudnorm's on the same clip.  With
+    ``whole_process``, also the whole-process times of :func:`process_times`.
     """
     clean = render_song(44100, seconds, seed=seed)
     clip, rate = degrade(clean, 44100, "demo", seed=seed)
@@ -88,6 +132,9 @@ def speed_benchmark(
         loudness_own_s=statistics.median(own),
         loudness_pyloudnorm_s=statistics.median(ref),
         loudness_difference_lu=abs(mine - theirs),
+        **dict(zip(("process_s", "ffmpeg_s"),
+                   process_times(clip, rate, preset, repeats) if whole_process else (None, None),
+                   strict=True)),
     )
 
 
@@ -109,6 +156,18 @@ def format_speed(result: SpeedResult) -> str:
         f"pyloudnorm {result.loudness_pyloudnorm_s * 1000:.1f} ms, "
         f"difference {result.loudness_difference_lu:.3f} LU",
     ]
+    if result.process_s is not None:
+        line = (f"whole process on the same clip as a file (start-up, reading and writing "
+                f"included), median of {result.repeats} runs: `genrestore restore` "
+                f"{result.process_s:.2f} s")
+        if result.ffmpeg_s is None:
+            line += "; ffmpeg is not on the PATH, so no reference line"
+        else:
+            ratio = result.process_s / result.ffmpeg_s
+            line += (f", ffmpeg's stock chain (`-af {FFMPEG_CHAIN}`, 24-bit) "
+                     f"{result.ffmpeg_s:.2f} s: genrestore is "
+                     + (f"{ratio:.1f}x slower" if ratio > 1 else f"{1 / ratio:.1f}x faster"))
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -227,7 +286,7 @@ def quality_benchmark(
             progress(task[1])
 
     if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with worker_pool(jobs) as pool:
             for task, outcome in zip(tasks, pool.map(_quality_job, tasks), strict=True):
                 collect(task, outcome)
     else:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
 from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
+from genrestore.parallel import default_jobs, worker_pool
 from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
 
 if TYPE_CHECKING:
@@ -328,6 +330,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for message in failures:
         _error(message)
     outcomes: dict[int, Outcome] = {}
+    started = time.perf_counter()
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
     with tqdm(total=len(jobs), disable=not show_bar, unit="file", file=sys.stderr) as bar:
         def take(index: int, outcome: Outcome) -> None:
@@ -342,11 +345,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 take(index, _run_job(job))
     done = sum(1 for _, result, _ in outcomes.values() if result is not None)
     if (len(jobs) + len(plan.refusals) > 1 or failures) and not args.quiet:
-        print(f"{done} restored, {len(failures)} failed", file=sys.stderr)
+        print(f"{done} restored, {len(failures)} failed"
+              f"{_throughput(done, time.perf_counter() - started, args.jobs)}", file=sys.stderr)
     if report_path is not None:
         collected = [outcomes[i] for i in sorted(outcomes)]
         _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _throughput(done: int, seconds: float, jobs: int) -> str:
+    """`` in 12.3 s (487 clips/min, 2 jobs)``: the batch's wall time, start-up excluded."""
+    if done == 0 or seconds <= 0:
+        return ""
+    return (f" in {seconds:.1f} s ({done * 60.0 / seconds:.0f} clips/min, "
+            f"{jobs} job{'s' if jobs > 1 else ''})")
 
 
 def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
@@ -390,7 +402,7 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
 
 
 def _pool(workers: int, protect: tuple[Path, ...]) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(protect,))
+    return worker_pool(workers, _start_worker, (protect,))
 
 
 def _start_worker(protect: tuple[Path, ...]) -> None:
@@ -667,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
     p.add_argument("--format", choices=OUTPUT_FORMATS,
                    help="output format (default: wav, or the suffix of -o FILE)")
-    p.add_argument("--jobs", type=int, default=1, help="files processed in parallel")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="files processed in parallel (default: the number of cores)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs and report (never an input)")
     p.add_argument("--stereo", action="store_true",
@@ -691,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="report.html",
                    help="HTML file to write (default: report.html)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    p.add_argument("--jobs", type=int, default=1, help="clips rendered in parallel")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="clips rendered in parallel (default: the number of cores)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("presets", help="list the shipped presets")
@@ -722,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the CSV and Markdown results")
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=None,
                    help="ViSQOL MOS-LQO (default: when visqol-python is installed)")
-    p.add_argument("--jobs", type=int, default=1, help="clips measured in parallel (--clean)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="clips measured in parallel (--clean; default: the number of cores)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs (--speed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
@@ -769,8 +784,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else
                         logging.ERROR if quiet else logging.WARNING,
                         format="genrestore: %(message)s", stream=sys.stderr)
-    if getattr(args, "jobs", 1) < 1:
-        parser.error("--jobs must be at least 1")
+    if hasattr(args, "jobs"):
+        if args.jobs is None:
+            args.jobs = default_jobs()
+        elif args.jobs < 1:
+            parser.error("--jobs must be at least 1")
     try:
         return int(args.func(args))
     except ParameterError as exc:

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from importlib import resources
@@ -34,6 +33,7 @@ from genrestore.analysis import (
 )
 from genrestore.errors import FILE_ERRORS, AudioFileError, ParameterError, display_path
 from genrestore.io import read_audio, write_atomic_text
+from genrestore.parallel import worker_pool
 from genrestore.report import images
 from genrestore.stages import StageReport
 
@@ -92,7 +92,7 @@ def _render_in_pool(tasks: list[tuple[ReportEntry, int, Path]], jobs: int) -> li
     the pool with it: every clip it had not finished is drawn again in a pool of its own, and
     one that kills its worker again is listed as failed; the rest of the report is written."""
     done: dict[int, _Rendered] = {}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with worker_pool(jobs) as pool:
         futures = [pool.submit(_render, task) for task in tasks]
         for task, future in zip(tasks, futures, strict=True):
             try:
@@ -102,7 +102,7 @@ def _render_in_pool(tasks: list[tuple[ReportEntry, int, Path]], jobs: int) -> li
     for task in tasks:
         if task[1] in done:
             continue
-        with ProcessPoolExecutor(max_workers=1) as alone:
+        with worker_pool(1) as alone:
             try:
                 done[task[1]] = alone.submit(_render, task).result()
             except BrokenProcessPool:

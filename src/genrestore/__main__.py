@@ -1,0 +1,7 @@
+"""``python -m genrestore``: the command line (:mod:`genrestore.cli`)."""
+
+import sys
+
+from genrestore.cli import main
+
+sys.exit(main())
