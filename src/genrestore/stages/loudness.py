@@ -61,25 +61,37 @@ def limit_true_peak(
 
 def _limit(audio: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
            lookahead_ms: float = 5.0) -> tuple[np.ndarray, float]:
-    """:func:`limit_true_peak` without the checks, returning the output's linear true peak.
+    """:func:`limit_true_peak` without the checks, returning the output's linear true peak."""
+    out = _brickwall(as_channels(audio), sample_rate, ceiling_dbtp, release_ms, lookahead_ms)
+    return _trim_to_ceiling(out, ceiling_dbtp)
+
+
+def _brickwall(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
+               lookahead_ms: float) -> np.ndarray:
+    """The limiter on ``(channels, samples)`` float32 audio, its ceiling
+    :data:`_LIMITER_MARGIN_DB` under ``ceiling_dbtp``.
 
     The gain is :class:`_LimiterModel`'s, block by block (:func:`_block_gains` of the blocks'
     true peaks held over the look-ahead), linked over the channels, and drawn sample by sample
     as straight lines between its values at the block edges, each the smaller of the two
     blocks' gains: no sample gets more gain than its block allows, and the gain has no steps.
+    Audio that never reaches the limit comes back unchanged (a copy).
     """
-    x = as_channels(audio)
     m = _block_size(sample_rate)
     limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
     held = _held(block_true_peaks(x, m, above=limit), _hold_blocks(lookahead_ms, sample_rate, m))
     gains = _block_gains(held, limit, _log_release(release_ms, sample_rate, m))
-    if gains.min() < 1.0:
-        out = x * _sample_gains(gains, m)[:x.shape[-1]]
-    else:
-        out = x.copy()
+    if gains.min() == 1.0:
+        return x.copy()
+    return x * _sample_gains(gains, m)[:x.shape[-1]]
+
+
+def _trim_to_ceiling(out: np.ndarray, ceiling_dbtp: float) -> tuple[np.ndarray, float]:
+    """``(out, its linear true peak)``, ``out`` scaled down (in place) just under the ceiling
+    when its true peak is over: the safety net for what the limiter's side-chain missed."""
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     peak = true_peak(out)
-    if peak > ceiling:  # residual overshoot of the gain's slopes: trim it statically
+    if peak > ceiling:
         logger.debug("limiter: static trim of %.4f dB", 20.0 * np.log10(peak / ceiling))
         scale = ceiling / peak * 0.9999
         out *= np.float32(scale)
