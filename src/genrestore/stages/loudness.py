@@ -118,8 +118,13 @@ def _log_release(release_ms: float, sample_rate: int, block: int) -> float:
 
 def _held(peaks: np.ndarray, hold: int) -> np.ndarray:
     """Each block's peak held over the look-ahead: the largest of it and the next ``hold``."""
-    padded = np.concatenate([peaks, np.zeros(hold)])
-    return np.lib.stride_tricks.sliding_window_view(padded, hold + 1).max(axis=1)
+    held = peaks.copy()
+    span = 1  # held[b] covers blocks b .. b + span - 1; doubled each step
+    while span < hold + 1:
+        step = min(span, hold + 1 - span)
+        held[:-step] = np.maximum(held[:-step], held[step:])
+        span += step
+    return held
 
 
 def _block_gains(held: np.ndarray, limit: float, log_release: float) -> np.ndarray:
@@ -144,9 +149,11 @@ def _sample_gains(gains: np.ndarray, block: int) -> np.ndarray:
     block edges, where the gain is the smaller of the two blocks' (the first and last edges
     take their block's), so every sample's gain is at most its block's."""
     edges = np.concatenate([gains[:1], np.minimum(gains[:-1], gains[1:]), gains[-1:]])
-    ramp = np.arange(block, dtype=np.float64) / block
-    lines = edges[:-1, np.newaxis] + (edges[1:] - edges[:-1])[:, np.newaxis] * ramp
-    return lines.astype(np.float32).ravel()
+    edges = edges.astype(np.float32)
+    ramp = np.arange(block, dtype=np.float32) / np.float32(block)
+    lines = (edges[1:] - edges[:-1])[:, np.newaxis] * ramp
+    lines += edges[:-1, np.newaxis]
+    return lines.ravel()
 
 
 _MAX_PASSES = 3
