@@ -176,6 +176,59 @@ def true_peak(audio: np.ndarray) -> float:
     return best
 
 
+#: No interpolated value exceeds the largest of the 12 samples it is made of by more than this
+#: factor (the largest sum of absolute taps over the four phases, 1.84: triangle inequality).
+_TP_BOUND = float(np.abs(_TP_TAPS).sum(axis=0).max())
+
+
+@functools.cache
+def _tp_block_matrix(block: int) -> np.ndarray:
+    """``(4 * block, block + 11)``: the four interpolated values of each of a block's intervals
+    from the block's samples and the 6 before and 5 after it (row ``4 j + p`` is phase ``p`` of
+    the interval that ends at sample ``j``, as in :func:`true_peak`)."""
+    matrix = np.zeros((4 * block, block + 11), dtype=np.float32)
+    for j in range(block):
+        matrix[4 * j:4 * j + 4, j:j + 12] = _TP_TAPS.T
+    return matrix
+
+
+def block_true_peaks(audio: np.ndarray, block: int, *, above: float = 0.0) -> np.ndarray:
+    """Linear true peak of each ``block``-sample block of ``(channels, samples)`` audio, the
+    largest over the channels: the block's samples and the 4x interpolated values of the
+    intervals that end on them (the same interpolator as :func:`true_peak`, evaluated at every
+    interval, so the largest block value is at least :func:`true_peak`).  There are
+    ``samples // block + 1`` blocks (the last one padded with zeros, so that the interval after
+    the last sample is counted).
+
+    Only blocks whose interpolated values could exceed ``above`` are interpolated
+    (:data:`_TP_BOUND` times the largest sample they are made of); the others read their
+    sample peak, which is then at most ``above`` too, as their true peak is.
+    """
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    n = x.shape[-1]
+    count = n // block + 1
+    padded = np.zeros((x.shape[0], count * block + 11), dtype=np.float32)
+    padded[:, 6:6 + n] = x
+    mags = np.abs(padded[:, 6:6 + count * block]).reshape(x.shape[0], count, block)
+    sample_peak = mags.max(axis=2)
+    reach = -(-6 // block)  # blocks either side that an interval's 12 samples reach into
+    nearby = sample_peak.copy()
+    for k in range(1, reach + 1):
+        nearby[:, k:] = np.maximum(nearby[:, k:], sample_peak[:, :-k])
+        nearby[:, :-k] = np.maximum(nearby[:, :-k], sample_peak[:, k:])
+    peaks = sample_peak.astype(np.float64)
+    matrix = _tp_block_matrix(block)
+    for c in range(x.shape[0]):
+        chosen = np.flatnonzero(_TP_BOUND * nearby[c] > above)
+        if chosen.size == 0:
+            continue
+        rows = np.lib.stride_tricks.sliding_window_view(padded[c], block + 11)[::block][chosen]
+        values = matrix @ rows.T  # (4 * block, chosen): one column per block
+        np.abs(values, out=values)
+        peaks[c, chosen] = np.maximum(peaks[c, chosen], values.max(axis=0))
+    return peaks.max(axis=0)
+
+
 def true_peak_dbtp(audio: np.ndarray) -> float:
     """True peak in dBTP (``-inf`` for silence)."""
     tp = true_peak(audio)

@@ -501,3 +501,166 @@ def format_declip(rows: Sequence[DeclipRow]) -> str:
         lines += ["", f"mean gain {np.mean(gains):+.1f} dB, smallest {min(gains):+.1f} dB, "
                       f"{sum(g >= 5.0 for g in gains)} of {len(gains)} at least +5 dB"]
     return "\n".join(lines)
+
+
+# --- Limiter: genrestore's true-peak limiter against pedalboard's -----------------------------
+
+LIMITER_DRIVES_DB = (3.0, 8.0, 12.0)
+#: Window of the slowly varying gain the music cases' distortion is measured against (s).
+SLOW_GAIN_S = 0.05
+
+
+@dataclass(frozen=True)
+class LimiterRow:
+    """One case x drive x limiter of ``genrestore bench --limiter``."""
+
+    case: str
+    drive_db: float  # the input's true peak over the ceiling
+    limiter: str
+    time_ms: float  # median, including the static trim and its true-peak measurement
+    raw_peak_dbtp: float  # the limiter's output, before the static trim
+    true_peak_dbtp: float  # after it
+    lufs: float
+    distortion_db: float
+    measure: str  # "THD+N" (steady sine) or "ESR" (error against a slowly varying gain)
+
+
+def _pedalboard_limit(x: np.ndarray, sample_rate: int, ceiling_dbtp: float,
+                      release_ms: float) -> np.ndarray:
+    """pedalboard's look-ahead ``BrickwallLimiter`` (true-peak side-chain), set as the loudness
+    stage set it before it had its own limiter (ceiling 0.1 dB under ``ceiling_dbtp``)."""
+    import pedalboard
+
+    limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - 0.1, release_ms=release_ms,
+                                          lookahead_ms=5.0, true_peak=True)
+    return limiter(x, sample_rate)
+
+
+def _pink_noise(sample_rate: int, seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(sample_rate * seconds)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    spectrum[1:] /= np.sqrt(freqs[1:] / 100.0)
+    spectrum[0] = 0.0
+    return np.fft.irfft(spectrum, n)[np.newaxis].astype(np.float32)
+
+
+def _sine_burst(sample_rate: int, seconds: float) -> np.ndarray:
+    """A 1 kHz sine between 0.5 s silences, with 5 ms raised-cosine edges."""
+    n = int(sample_rate * seconds)
+    edge = int(0.005 * sample_rate)
+    env = np.ones(n)
+    env[:edge] = env[-edge:][::-1] = 0.5 - 0.5 * np.cos(np.pi * np.arange(edge) / edge)
+    burst = env * np.sin(2 * np.pi * 1000.0 * np.arange(n) / sample_rate)
+    silence = np.zeros(sample_rate // 2)
+    return np.concatenate([silence, burst, silence])[np.newaxis].astype(np.float32)
+
+
+def _drums(sample_rate: int, seconds: float, seed: int) -> np.ndarray:
+    """Sparse transients over a quiet pad: a kick (falling 90->45 Hz sine, 2 ms click) on the
+    beats and a snare (noise, 40 ms decay) between them, 120 bpm; the pad ~24 dB under."""
+    rng = np.random.default_rng(seed)
+    n = int(sample_rate * seconds)
+    t = np.arange(n) / sample_rate
+    x = 0.02 * sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
+    hit = np.arange(int(0.3 * sample_rate)) / sample_rate
+    kick = np.sin(2 * np.pi * np.cumsum(45.0 + 45.0 * np.exp(-hit / 0.03)) / sample_rate)
+    kick = kick * np.exp(-hit / 0.08) + rng.standard_normal(hit.size) * np.exp(-hit / 0.002)
+    snare = rng.standard_normal(hit.size) * np.exp(-hit / 0.04) * 0.5
+    beat = sample_rate // 2
+    for k, start in enumerate(range(0, n - hit.size, beat // 2)):
+        x[start:start + hit.size] += kick if k % 2 == 0 else snare
+    return x[np.newaxis].astype(np.float32)
+
+
+def _thd_n_db(y: np.ndarray, sample_rate: int, frequency: float, start: int, stop: int) -> float:
+    """Power of what is left of ``y[start:stop]`` after the best-fitting sine at ``frequency``
+    (and DC) is removed, relative to that sine, in dB (channel 0)."""
+    seg = np.asarray(y[0, start:stop], dtype=np.float64)
+    phase = 2 * np.pi * frequency * np.arange(start, stop) / sample_rate
+    basis = np.stack([np.sin(phase), np.cos(phase), np.ones_like(phase)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, seg, rcond=None)
+    sine = basis[:, :2] @ coef[:2]
+    return float(10 * np.log10(np.sum((seg - basis @ coef) ** 2) / np.sum(sine**2)))
+
+
+def _esr_db(x: np.ndarray, y: np.ndarray, sample_rate: int) -> float:
+    """Error of ``y`` against the input ``x`` times the limiter's gain smoothed over
+    :data:`SLOW_GAIN_S` (a least-squares gain in a sliding Hann window), relative to ``y``, in dB:
+    what the limiter does on time scales shorter than a slowly riding gain (its attacks, its
+    fast gain changes, any waveform distortion)."""
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    window = np.hanning(int(SLOW_GAIN_S * sample_rate) | 1)
+    cross = np.convolve((x64 * y64).sum(axis=0), window, mode="same")
+    power = np.convolve((x64 * x64).sum(axis=0), window, mode="same")
+    slow = cross / np.maximum(power, 1e-12 * power.max())
+    return float(10 * np.log10(np.sum((y64 - slow * x64) ** 2) / np.sum(y64**2)))
+
+
+def limiter_benchmark(*, repeats: int = 5, ceiling_dbtp: float = -1.0,
+                      release_ms: float = 80.0) -> list[LimiterRow]:
+    """genrestore's limiter (the loudness stage's ``_limit``) against pedalboard's
+    ``BrickwallLimiter`` with the same static trim, on five cases at
+    :data:`LIMITER_DRIVES_DB` of drive: the synthetic song (30 s, mono and stereo), pink noise
+    (10 s), a 1 kHz sine burst (3 s) and sparse drum hits (10 s), all at 44.1 kHz.
+
+    Times are medians of ``repeats`` runs in this process (set ``OMP_NUM_THREADS=1`` for one
+    core).  Distortion is the sine's THD+N over its steady part (0.1 s after the attack to 0.1 s
+    before the end), and for the other cases the error against a slowly riding gain
+    (:func:`_esr_db`).
+    """
+    from genrestore.analysis import true_peak_dbtp
+    from genrestore.stages import loudness
+
+    rate = 44100
+    song = render_song(rate, 30.0, seed=0)
+    cases = {
+        "song (mono)": song[:1].copy(),
+        "song (stereo)": song,
+        "pink noise": _pink_noise(rate, 10.0, seed=0),
+        "1 kHz sine burst": _sine_burst(rate, 2.0),
+        "drum hits": _drums(rate, 10.0, seed=0),
+    }
+    limiters: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "pedalboard": lambda x: _pedalboard_limit(x, rate, ceiling_dbtp, release_ms),
+        "genrestore": lambda x: loudness._brickwall(x, rate, ceiling_dbtp, release_ms, 5.0),
+    }
+    rows = []
+    for case, clean in cases.items():
+        for drive in LIMITER_DRIVES_DB:
+            x = clean * np.float32(10 ** ((ceiling_dbtp + drive - true_peak_dbtp(clean)) / 20))
+            for name, limit in limiters.items():
+                raw = limit(x)
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    loudness._trim_to_ceiling(limit(x), ceiling_dbtp)
+                    times.append(time.perf_counter() - start)
+                out, peak = loudness._trim_to_ceiling(raw.copy(), ceiling_dbtp)
+                if case.startswith("1 kHz"):
+                    half = rate // 2
+                    distortion = _thd_n_db(out, rate, 1000.0, half + rate // 10,
+                                           out.shape[-1] - half - rate // 10)
+                else:
+                    distortion = _esr_db(x, out, rate)
+                rows.append(LimiterRow(case, drive, name, statistics.median(times) * 1000.0,
+                                       true_peak_dbtp(raw), float(20 * np.log10(peak)),
+                                       integrated_lufs(out, rate), distortion,
+                                       "THD+N" if case.startswith("1 kHz") else "ESR"))
+    return rows
+
+
+def format_limiter(rows: Sequence[LimiterRow], *, ceiling_dbtp: float = -1.0) -> str:
+    """A Markdown table of :func:`limiter_benchmark`'s rows."""
+    lines = [
+        f"true-peak limiter, ceiling {ceiling_dbtp:g} dBTP, release 80 ms, look-ahead 5 ms, "
+        "44.1 kHz; raw TP: before the static trim",
+        "",
+        "| case | drive dB | limiter | ms | raw TP dBTP | TP dBTP | LUFS | distortion dB |",
+        "|---|---:|---|---:|---:|---:|---:|---|",
+    ]
+    lines += [f"| {r.case} | {r.drive_db:g} | {r.limiter} | {r.time_ms:.1f} | "
+              f"{r.raw_peak_dbtp:.3f} | {r.true_peak_dbtp:.3f} | {r.lufs:.2f} | "
+              f"{r.distortion_db:.1f} ({r.measure}) |" for r in rows]
+    return "\n".join(lines)

@@ -591,6 +591,9 @@ def _choose(files: list[tuple[Path, Path]], count: int | None) -> list[tuple[Pat
 def cmd_bench(args: argparse.Namespace) -> int:
     from genrestore import bench
 
+    if args.limiter:
+        print(bench.format_limiter(bench.limiter_benchmark(repeats=args.repeats)))
+        return EXIT_OK
     if args.speed:
         result = bench.speed_benchmark(seconds=args.seconds or 30.0,
                                        preset=args.preset or DEFAULT_PRESET, repeats=args.repeats)
@@ -721,6 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--speed", action="store_true",
                       help="real-time factor of a preset on a synthetic clip, one process")
+    mode.add_argument("--limiter", action="store_true",
+                      help="genrestore's true-peak limiter against pedalboard's: time, peak, "
+                      "loudness, distortion")
     mode.add_argument("--clean", metavar="DIR",
                       help="clean music: degrade, restore, compare with the original")
     mode.add_argument("--real", metavar="DIR",
@@ -738,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ViSQOL MOS-LQO (default: when visqol-python is installed)")
     p.add_argument("--jobs", type=int, default=None,
                    help="clips measured in parallel (--clean; default: the number of cores)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs (--speed)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs (--speed, --limiter)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -19,17 +19,25 @@ ceiling is held exactly as measured by :func:`genrestore.analysis.true_peak`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pedalboard
 
-from genrestore.analysis import gated_lufs, gating_blocks, k_weighting_sos, true_peak
+from genrestore.analysis import (
+    block_true_peaks,
+    gated_lufs,
+    gating_blocks,
+    k_weighting_sos,
+    true_peak,
+)
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
+
+logger = logging.getLogger(__name__)
 
 _LIMITER_MARGIN_DB = 0.1  # the limiter's own ceiling sits this far under ceiling_dbtp
 
@@ -54,17 +62,98 @@ def limit_true_peak(
 def _limit(audio: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
            lookahead_ms: float = 5.0) -> tuple[np.ndarray, float]:
     """:func:`limit_true_peak` without the checks, returning the output's linear true peak."""
-    limiter = pedalboard.BrickwallLimiter(ceiling_db=ceiling_dbtp - _LIMITER_MARGIN_DB,
-                                          release_ms=release_ms, lookahead_ms=lookahead_ms,
-                                          true_peak=True)
-    out = limiter(as_channels(audio), sample_rate)
+    out = _brickwall(as_channels(audio), sample_rate, ceiling_dbtp, release_ms, lookahead_ms)
+    return _trim_to_ceiling(out, ceiling_dbtp)
+
+
+def _brickwall(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
+               lookahead_ms: float) -> np.ndarray:
+    """The limiter on ``(channels, samples)`` float32 audio, its ceiling
+    :data:`_LIMITER_MARGIN_DB` under ``ceiling_dbtp``.
+
+    The gain is :class:`_LimiterModel`'s, block by block (:func:`_block_gains` of the blocks'
+    true peaks held over the look-ahead), linked over the channels, and drawn sample by sample
+    as straight lines between its values at the block edges, each the smaller of the two
+    blocks' gains: no sample gets more gain than its block allows, and the gain has no steps.
+    Audio that never reaches the limit comes back unchanged (a copy).
+    """
+    m = _block_size(sample_rate)
+    limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
+    held = _held(block_true_peaks(x, m, above=limit), _hold_blocks(lookahead_ms, sample_rate, m))
+    gains = _block_gains(held, limit, _log_release(release_ms, sample_rate, m))
+    if gains.min() == 1.0:
+        return x.copy()
+    return x * _sample_gains(gains, m)[:x.shape[-1]]
+
+
+def _trim_to_ceiling(out: np.ndarray, ceiling_dbtp: float) -> tuple[np.ndarray, float]:
+    """``(out, its linear true peak)``, ``out`` scaled down (in place) just under the ceiling
+    when its true peak is over: the safety net for what the limiter's side-chain missed."""
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     peak = true_peak(out)
-    if peak > ceiling:  # residual overshoot the side-chain missed: trim it statically
+    if peak > ceiling:
+        logger.debug("limiter: static trim of %.4f dB", 20.0 * np.log10(peak / ceiling))
         scale = ceiling / peak * 0.9999
         out *= np.float32(scale)
         peak *= scale
     return out, peak
+
+
+#: The limiter's gain is computed per block of about this long.
+_BLOCK_S = 0.001
+
+
+def _block_size(sample_rate: int) -> int:
+    return max(1, round(sample_rate * _BLOCK_S))
+
+
+def _hold_blocks(lookahead_ms: float, sample_rate: int, block: int) -> int:
+    return int(np.ceil(lookahead_ms * 1e-3 * sample_rate / block))
+
+
+def _log_release(release_ms: float, sample_rate: int, block: int) -> float:
+    """Natural log of the factor by which the gain's depth (``1 - gain``) shrinks per block."""
+    return -block / (release_ms * 1e-3 * sample_rate)
+
+
+def _held(peaks: np.ndarray, hold: int) -> np.ndarray:
+    """Each block's peak held over the look-ahead: the largest of it and the next ``hold``."""
+    held = peaks.copy()
+    span = 1  # held[b] covers blocks b .. b + span - 1; doubled each step
+    while span < hold + 1:
+        step = min(span, hold + 1 - span)
+        held[:-step] = np.maximum(held[:-step], held[step:])
+        span += step
+    return held
+
+
+def _block_gains(held: np.ndarray, limit: float, log_release: float) -> np.ndarray:
+    """The limiter's gain per block for look-ahead held block peaks ``held``.
+
+    Where the held peak is over ``limit`` the gain drops at once to ``limit / held`` (or stays
+    lower); it does not recover while the held peak stays over, and recovers only under it,
+    its depth ``1 - gain`` shrinking by ``exp(log_release)`` per block.  The depth is then a
+    running maximum in log space: a few vectorised passes, no loop over the blocks.  Blocks
+    never over the limit, and after them the ones the release has brought back, get exactly 1.
+    """
+    over = held > limit
+    depth = np.full(held.shape, -np.inf)
+    depth[over] = np.log(np.maximum(1.0 - limit / held[over], 1e-300))
+    released = np.cumsum(np.where(over, 0.0, log_release))
+    log_depth = released + np.maximum.accumulate(depth - released)
+    return 1.0 - np.exp(log_depth)
+
+
+def _sample_gains(gains: np.ndarray, block: int) -> np.ndarray:
+    """Per-sample gain (float32, ``gains.size * block`` samples): straight lines between the
+    block edges, where the gain is the smaller of the two blocks' (the first and last edges
+    take their block's), so every sample's gain is at most its block's."""
+    edges = np.concatenate([gains[:1], np.minimum(gains[:-1], gains[1:]), gains[-1:]])
+    edges = edges.astype(np.float32)
+    ramp = np.arange(block, dtype=np.float32) / np.float32(block)
+    lines = (edges[1:] - edges[:-1])[:, np.newaxis] * ramp
+    lines += edges[:-1, np.newaxis]
+    return lines.ravel()
 
 
 _MAX_PASSES = 3
@@ -86,33 +175,28 @@ _AIM_LU = 0.1
 class _LimiterModel:
     """Predicted integrated loudness of :func:`limit_true_peak`'s output for any input gain.
 
-    The clip is cut into ~1 ms blocks: each block's K-weighted energy and peak (look-ahead held,
-    scaled so the largest is the true peak).  The limiter's gain follows pedalboard's rule: it
-    drops at once to ``ceiling / peak`` while the held peak is over the ceiling, does not recover
-    while it stays over, and recovers exponentially towards unity (``release_ms``) only when it
-    falls under.  The gain depth ``1 - g`` is then a running maximum in log space, so one
-    prediction is a few vectorised passes over the blocks (no limiter run).  The output's
-    loudness is BS.1770's gating applied to the block energies times the squared gain.
+    The clip is cut into the limiter's ~1 ms blocks: each block's K-weighted energy and true
+    peak (:func:`~genrestore.analysis.block_true_peaks`, held over the look-ahead).  A gain
+    scales the peaks, :func:`_block_gains` gives the limiter's gain per block from them, as the
+    limiter itself does, and the output's loudness is BS.1770's gating applied to the block
+    energies times the squared gain: a few vectorised passes over the blocks, no limiter run.
+    It reads a little loud, as it takes each block's gain for all its samples where the limiter
+    ramps between neighbouring blocks' gains, taking the smaller at each edge.
     """
 
-    def __init__(self, audio: np.ndarray, sample_rate: int, *, peak: float, ceiling_dbtp: float,
+    def __init__(self, audio: np.ndarray, sample_rate: int, *, ceiling_dbtp: float,
                  release_ms: float, lookahead_ms: float = 5.0) -> None:
         from scipy.signal import sosfilt
 
         x = np.atleast_2d(audio)
-        self.m = max(1, round(sample_rate * 0.001))
+        self.m = _block_size(sample_rate)
         n = x.shape[-1] // self.m * self.m
         weighted = sosfilt(k_weighting_sos(sample_rate), x[:, :n], axis=-1)
         self.energy = (weighted * weighted).reshape(x.shape[0], -1, self.m).sum(axis=(0, 2))
-        block_peak = np.abs(x[:, :n]).reshape(x.shape[0], -1, self.m).max(axis=(0, 2))
-        sample_peak = float(block_peak.max(initial=0.0))
-        if sample_peak > 0.0:
-            block_peak = block_peak * (peak / sample_peak)
-        hold = int(np.ceil(lookahead_ms * 1e-3 * sample_rate / self.m))
-        padded = np.concatenate([block_peak, np.zeros(hold)])
-        self.held = np.lib.stride_tricks.sliding_window_view(padded, hold + 1).max(axis=1)
+        peaks = block_true_peaks(x, self.m)[:self.energy.size]
+        self.held = _held(peaks, _hold_blocks(lookahead_ms, sample_rate, self.m))
         self.limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
-        self.log_release = -self.m / (release_ms * 1e-3 * sample_rate)
+        self.log_release = _log_release(release_ms, sample_rate, self.m)
         # 400 ms gating blocks every 100 ms, in whole 1 ms blocks (at least one block).
         self.block = max(1, min(round(0.4 * sample_rate / self.m), self.energy.size))
         step = max(1, round(0.1 * sample_rate / self.m))
@@ -120,12 +204,7 @@ class _LimiterModel:
 
     def lufs(self, gain_db: float) -> float:
         scale = 10.0 ** (gain_db / 20.0)
-        over = scale * self.held > self.limit
-        depth = np.full(self.held.shape, -np.inf)
-        depth[over] = np.log(np.maximum(1.0 - self.limit / (scale * self.held[over]), 1e-300))
-        released = np.cumsum(np.where(over, 0.0, self.log_release))
-        log_depth = released + np.maximum.accumulate(depth - released)
-        gain = 1.0 - np.exp(log_depth)
+        gain = _block_gains(scale * self.held, self.limit, self.log_release)
         cumulative = np.concatenate([[0.0], np.cumsum(self.energy * (scale * gain) ** 2)])
         energy = (cumulative[self.starts + self.block] - cumulative[self.starts]) / (self.block * self.m)
         loud = -0.691 + 10.0 * np.log10(np.maximum(energy, 1e-30))
@@ -273,7 +352,7 @@ def loudness_to_target(
                               "", start, _dbtp(peak) + wanted)
 
     cap = free + (max_limiting_db if max_limiting_db is not None else _MAX_DRIVE_DB)
-    model = _LimiterModel(x, sample_rate, peak=peak, ceiling_dbtp=ceiling_dbtp,
+    model = _LimiterModel(x, sample_rate, ceiling_dbtp=ceiling_dbtp,
                           release_ms=release_ms)
     # Real points: (gain, measured LUFS).  The free gain is one without a limiter run.
     points: list[tuple[float, float]] = [(free, start + free)]
