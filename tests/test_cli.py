@@ -421,3 +421,24 @@ def test_import_and_help_do_not_load_the_dsp_stack() -> None:
     assert genrestore.restore is pipeline.restore
     assert genrestore.load_preset is preset.load_preset is pipeline.load_preset
     assert set(genrestore.__all__) <= set(dir(genrestore))
+
+
+def test_restoring_a_clean_clip_loads_no_scipy(tmp_path: Path) -> None:
+    # Issue 11, point 2: a user runs one process per clip, and importing scipy's signal,
+    # ndimage and fft stacks took longer than restoring a 10 s clip.  The restore path
+    # filters with genrestore.filters; only declipping (scipy.linalg, on clipped clips) and
+    # widening (scipy.optimize, --stereo) import scipy.  A fact, not a timing.
+    src = tmp_path / "clip.wav"
+    rate = 32000
+    t = np.arange(3 * rate) / rate
+    rng = np.random.default_rng(4)
+    music = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+    sf.write(src, music + 0.003 * rng.standard_normal(t.size), rate)
+    code = ("import sys, genrestore.cli\n"
+            f"code = genrestore.cli.main(['restore', {str(src)!r}, '-o', "
+            f"{str(tmp_path / 'out.wav')!r}, '-q', '--jobs', '1'])\n"
+            "print(code, sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.strip() == "0 []", done.stdout + done.stderr
+    assert sf.info(tmp_path / "out.wav").samplerate == 44100

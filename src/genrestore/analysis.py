@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import scipy.fft
-from scipy import ndimage, signal
 
+from genrestore.filters import hann, kaiser_lowpass, running_mean, sosfilt
 from genrestore.io import probe, read_audio
 from genrestore.spectral import (
     OVERLAP,
@@ -71,7 +70,7 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
 def _k_weighted_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Cumulative K-weighted energy of ``(channels, samples)`` float64 audio, per channel,
     with a leading zero: block sums are differences of it."""
-    weighted = signal.sosfilt(k_weighting_sos(sample_rate), x, axis=-1)
+    weighted = sosfilt(k_weighting_sos(sample_rate), x, axis=-1)
     cumulative = np.zeros((x.shape[0], x.shape[-1] + 1))
     np.cumsum(weighted * weighted, axis=-1, out=cumulative[:, 1:])
     return cumulative
@@ -152,7 +151,7 @@ def loudness_and_range(audio: np.ndarray, sample_rate: int) -> tuple[float, floa
 # interpolator is flat (within 0.03 dB) up to about 15 kHz at 44.1 kHz but its middle
 # phases droop near Nyquist (about -0.9 dB at 18 kHz, -3.9 dB at 20 kHz), so peaks made of
 # content that high read low: comparable to the BS.1770 reference filter, not exact.
-_TP_TAPS = (signal.firwin(48, 0.25, window=("kaiser", 5.0)) * 4.0).reshape(12, 4)[::-1]
+_TP_TAPS = (kaiser_lowpass(48, 0.25, 5.0) * 4.0).reshape(12, 4)[::-1]
 _TP_NEAR = 0.5
 
 
@@ -244,32 +243,38 @@ def sample_peak_dbfs(audio: np.ndarray) -> float:
 _WELCH_CHUNK = 256
 
 
-def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies (Hz) and long-term power spectrum in dB per Hz, channels averaged.
-
-    Welch's method as :func:`scipy.signal.welch` computes it by default (periodic Hann
-    segments of the power of two at or above 0.1 s, half overlapping, each segment's mean
-    removed, one-sided density), and equal to it within 1e-4 dB
-    (tests/test_measurements.py), but with the segments transformed a chunk at a time in
-    one FFT call instead of one call per segment: 4x faster on a 30 s mono clip here
-    (``genrestore bench --speed`` runs it three times per clip), in bounded memory.
-    """
+def welch_psd(audio: np.ndarray, sample_rate: int, nperseg: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (Hz) and the power spectral density (per Hz, channels averaged) of
+    ``(channels, samples)`` audio by Welch's method as :func:`scipy.signal.welch` computes it
+    by default (periodic Hann segments of ``nperseg``, at most the clip's length, half
+    overlapping, each segment's mean removed, one-sided density), but with the segments
+    transformed a chunk at a time in one FFT call instead of one call per segment: 4x faster
+    on a 30 s mono clip here, in bounded memory, and without scipy's import."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    nperseg = min(x.shape[-1], 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
+    nperseg = min(x.shape[-1], nperseg)
     step = nperseg - nperseg // 2
-    window = signal.get_window("hann", nperseg).astype(np.float32)
+    window = hann(nperseg).astype(np.float32)
     count = (x.shape[-1] - nperseg) // step + 1
     view = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[:, ::step][:, :count]
     total = np.zeros(nperseg // 2 + 1)
     for first in range(0, count, _WELCH_CHUNK):
         segments = view[:, first : first + _WELCH_CHUNK]
         segments = (segments - segments.mean(axis=-1, keepdims=True)) * window
-        spec = scipy.fft.rfft(segments, axis=-1)
-        total += (spec.real**2 + spec.imag**2).sum(axis=(0, 1), dtype=np.float64)
+        spec = np.fft.rfft(segments.astype(np.float64), axis=-1)
+        total += (spec.real**2 + spec.imag**2).sum(axis=(0, 1))
     scale = float(np.sum(window.astype(np.float64) ** 2)) * sample_rate * count * x.shape[0]
     psd = total / scale
     psd[1 : -1 if nperseg % 2 == 0 else None] *= 2.0  # one-sided: all but DC and Nyquist
-    return np.fft.rfftfreq(nperseg, 1.0 / sample_rate), _db(psd)
+    return np.fft.rfftfreq(nperseg, 1.0 / sample_rate), psd
+
+
+def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (Hz) and long-term power spectrum in dB per Hz, channels averaged:
+    :func:`welch_psd` with segments of the power of two at or above 0.1 s (equal to
+    :func:`scipy.signal.welch` within 1e-4 dB, tests/test_measurements.py)."""
+    freqs, psd = welch_psd(audio, sample_rate, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
+    return freqs, _db(psd)
 
 
 def _is_silent(freqs: np.ndarray, level: np.ndarray) -> bool:
@@ -307,7 +312,7 @@ def estimate_cutoff_hz(
     if _is_silent(freqs, level):
         return 0.0
     resolution = float(freqs[1] - freqs[0])
-    smooth = ndimage.uniform_filter1d(level, max(1, round(100.0 / resolution)), mode="nearest")
+    smooth = running_mean(level, max(1, round(100.0 / resolution)))
     step = max(2, round(1000.0 / resolution))
     idx = np.arange(step, len(freqs) - step)
     drop = smooth[idx - step] - smooth[idx + step]

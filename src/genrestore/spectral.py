@@ -12,10 +12,9 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
-from scipy import ndimage
 
 from genrestore.errors import ParameterError
+from genrestore.filters import irfft, rfft, running_mean, running_min
 from genrestore.io import as_channels
 
 #: Overlap factor: hop = n_fft // OVERLAP.
@@ -99,14 +98,14 @@ def stft(audio: np.ndarray, sample_rate: int, *, n_fft: int | None = None) -> Sp
     padded = np.zeros((x.shape[0], (frames - 1) * hop + n), dtype=np.float32)
     padded[:, n - hop : n - hop + length] = x
     view = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::hop]
-    spec = scipy.fft.rfft(view * _window(n), axis=-1).astype(np.complex64, copy=False)
+    spec = rfft(view * _window(n), axis=-1)
     return Spectrogram(spec, sample_rate, n, length)
 
 
 def istft(spec: Spectrogram) -> np.ndarray:
     """Invert :func:`stft`; returns float32 ``(channels, samples)`` of the original length."""
     n, hop = spec.n_fft, spec.hop
-    frames = scipy.fft.irfft(spec.data, n=n, axis=-1).astype(np.float32, copy=False)
+    frames = irfft(spec.data.astype(np.complex64, copy=False), n=n, axis=-1)
     frames *= _window(n)
     channels, count, _ = frames.shape
     out = np.zeros((channels, (count + OVERLAP - 1) * hop), dtype=np.float32)
@@ -143,9 +142,9 @@ def _decimated_mean(power: np.ndarray, size: int, step: int) -> np.ndarray:
 def track_minima(power: np.ndarray, step: int, span: int, smooth_bins: int) -> np.ndarray:
     """The uncorrected minimum-statistics floor, decimated in time by ``step``."""
     smoothed = _decimated_mean(power, min(2 * step, power.shape[-2]), step)
-    floor = ndimage.minimum_filter1d(smoothed, size=span, axis=-2, mode="nearest")
-    floor = ndimage.minimum_filter1d(floor, size=smooth_bins, axis=-1, mode="nearest")
-    return ndimage.uniform_filter1d(floor, size=smooth_bins, axis=-1, mode="nearest")
+    floor = running_min(smoothed, span, axis=-2)
+    floor = running_min(floor, smooth_bins, axis=-1)
+    return running_mean(floor, smooth_bins, axis=-1)
 
 
 #: The white-noise calibration: frames of a 128-point STFT (same window and overlap as
@@ -174,7 +173,7 @@ def white_noise_floor(step: int, span: int, smooth_bins: int) -> np.ndarray:
     noise = rng.standard_normal((frames - 1) * hop + _CAL_N_FFT, dtype=np.float32)
     window = _window(_CAL_N_FFT)
     view = np.lib.stride_tricks.sliding_window_view(noise, _CAL_N_FFT)[::hop]
-    power = np.abs(scipy.fft.rfft(view * window, axis=-1)) ** 2
+    power = np.abs(rfft(view * window, axis=-1)) ** 2
     unit = power / np.float32(np.sum(window.astype(np.float64) ** 2))  # mean 1 per bin
     floor = track_minima(unit.astype(np.float32), step, span, smooth_bins)
     edge = smooth_bins + 1  # DC, Nyquist and the bins the frequency filters pad

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import linalg
 
 from genrestore.analysis import CLIP_FLATNESS, clipped_mask, flat_runs
 from genrestore.errors import ParameterError
@@ -40,8 +39,8 @@ def _prediction_error_filter(window: np.ndarray, known: np.ndarray, order: int
     gram = past.T @ past
     gram[np.diag_indices(order)] += 1e-9 * max(float(np.trace(gram)) / order, 1e-30)
     try:
-        coefficients = linalg.solve(gram, -(past.T @ present), assume_a="pos")
-    except linalg.LinAlgError:
+        coefficients = np.linalg.solve(gram, -(past.T @ present))
+    except np.linalg.LinAlgError:
         return None
     return np.append(coefficients, 1.0)
 
@@ -66,7 +65,9 @@ def _interpolate(window: np.ndarray, unknown: np.ndarray, pef: np.ndarray) -> np
     for k in range(band + 1):
         lag = unknown[k:] - unknown[: u - k]
         upper[band - k, k:] = np.where(lag <= order, autocorrelation[np.minimum(lag, order)], 0.0)
-    return -linalg.solveh_banded(upper, gradient)
+    from scipy.linalg import solveh_banded  # only for clips with clipped runs: a slow import
+
+    return -solveh_banded(upper, gradient)
 
 
 def _consistent_solve(window: np.ndarray, unknown: np.ndarray, pef: np.ndarray) -> np.ndarray:
@@ -161,7 +162,7 @@ def declip(
             window = channel[lo:hi]
             try:
                 rebuilt = _declip_block(window, clipped[lo:hi], unknown, order)
-            except linalg.LinAlgError:
+            except np.linalg.LinAlgError:  # scipy.linalg raises numpy's
                 continue
             if rebuilt is None or not np.all(np.isfinite(rebuilt)):
                 continue

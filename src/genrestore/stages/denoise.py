@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import ndimage
 
 from genrestore.errors import ParameterError
+from genrestore.filters import running_mean
 from genrestore.spectral import Spectrogram, istft, noise_psd, stft
 from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
 
@@ -33,10 +33,10 @@ def denoise_gain(
     power = spec.data.real**2 + spec.data.imag**2
     noise = noise_psd(power, spec.hop / spec.sample_rate, window_s=window_s)
     # Smooth the observed power over 3 frames x 3 bins before forming the SNR.
-    smoothed = ndimage.uniform_filter(power, size=(1, 3, 3), mode="nearest")
+    smoothed = running_mean(running_mean(power, 3, axis=-2), 3, axis=-1)
     snr = np.maximum(smoothed / np.maximum(noise, 1e-20) - 1.0, 0.0)
     gain = snr / (1.0 + snr)
-    gain = ndimage.uniform_filter(gain, size=(1, 3, 5), mode="nearest")
+    gain = running_mean(running_mean(gain, 3, axis=-2), 5, axis=-1)
     floor = np.float32(10.0 ** (-max_attenuation_db / 20.0))
     np.maximum(gain, floor, out=gain)
     gain = 1.0 - np.float32(strength) * (1.0 - gain)

@@ -7,9 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 import pedalboard
-from scipy import signal
 
+from genrestore.analysis import welch_psd
 from genrestore.errors import ParameterError
+from genrestore.filters import butter2_highpass, sosfiltfilt
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
@@ -34,7 +35,7 @@ def shape_spectrum(
     """Filter ``(channels, samples)`` or 1-D (mono) audio; returns ``(channels, samples)``.
 
     ``highpass_hz`` (0 = off) is a zero-phase high-pass, -3.0 dB at ``highpass_hz``: a
-    2nd-order Butterworth run forwards and backwards with scipy, which squares its
+    2nd-order Butterworth run forwards and backwards (genrestore.filters), which squares its
     magnitude (a 4th-order Linkwitz-Riley response: 24 dB/octave below the corner, -0.2 dB
     an octave above it), so it is designed at ``highpass_hz * (sqrt(2) - 1) ** 0.25`` to
     put the -3 dB point where asked.  It removes DC and rumble without the phase shift a
@@ -47,9 +48,8 @@ def shape_spectrum(
               high_shelf_hz=high_shelf_hz, high_shelf_db=high_shelf_db, tilt_db=tilt_db)
     x = as_channels(audio)
     if highpass_hz > 0:
-        sos = signal.butter(2, highpass_hz * HIGHPASS_DESIGN_RATIO, "highpass", fs=sample_rate,
-                            output="sos")
-        x = signal.sosfiltfilt(sos, x, axis=-1).astype(np.float32)
+        sos = butter2_highpass(highpass_hz * HIGHPASS_DESIGN_RATIO, sample_rate)
+        x = sosfiltfilt(sos, x, axis=-1).astype(np.float32)
     plugins: list[pedalboard.Plugin] = []
     if low_shelf_db:
         plugins.append(pedalboard.LowShelfFilter(cutoff_frequency_hz=low_shelf_hz,
@@ -73,10 +73,7 @@ def needs_highpass(audio: np.ndarray, sample_rate: int, highpass_hz: float,
     (energy under ``highpass_hz`` within ``rumble_db`` of the total), or ``""``."""
     if abs(dc_offset) > dc_limit:
         return "DC offset"
-    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    nperseg = min(x.shape[-1], 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))  # 5 Hz bins
-    freqs, psd = signal.welch(x, fs=sample_rate, nperseg=nperseg, axis=-1)
-    psd = psd.mean(axis=0)
+    freqs, psd = welch_psd(audio, sample_rate, 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))
     total = float(psd.sum())
     low = float(psd[(freqs > 0) & (freqs < highpass_hz)].sum())
     return "rumble" if total > 0 and low > total * 10.0 ** (rumble_db / 10.0) else ""

@@ -34,6 +34,7 @@ from genrestore.analysis import (
     true_peak,
 )
 from genrestore.errors import ParameterError
+from genrestore.filters import sosfilt
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
@@ -186,8 +187,6 @@ class _LimiterModel:
 
     def __init__(self, audio: np.ndarray, sample_rate: int, *, ceiling_dbtp: float,
                  release_ms: float, lookahead_ms: float = 5.0) -> None:
-        from scipy.signal import sosfilt
-
         x = np.atleast_2d(audio)
         self.m = _block_size(sample_rate)
         n = x.shape[-1] // self.m * self.m

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import optimize, signal
 
 from genrestore.analysis import interchannel_correlation
 from genrestore.errors import ParameterError
+from genrestore.filters import butter2_highpass, sosfiltfilt
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
@@ -46,8 +46,7 @@ def decorrelate(mono: np.ndarray, sample_rate: int, *, bass_hz: float = 250.0) -
     s = x[0]
     for ms in ALLPASS_MS:
         s = _allpass(s, max(1, round(ms * sample_rate / 1000.0)), ALLPASS_GAIN)
-    sos = signal.butter(2, bass_hz, "highpass", fs=sample_rate, output="sos")
-    return signal.sosfiltfilt(sos, s)[np.newaxis]
+    return sosfiltfilt(butter2_highpass(bass_hz, sample_rate), s)[np.newaxis]
 
 
 def widen(mono: np.ndarray, sample_rate: int, *, correlation: float = 0.8,
@@ -76,6 +75,8 @@ def widen(mono: np.ndarray, sample_rate: int, *, correlation: float = 0.8,
     high = 4.0 * np.sqrt(sxx / max(sss, 1e-30))  # correlation near -0.9 for uncorrelated side
     if sxx == 0.0 or sss == 0.0 or error(high) > 0.0:
         return stereo(0.0).astype(np.float32)  # silence or no content above the bass
+    from scipy import optimize  # only here: its import takes longer than a short restore
+
     gain = optimize.brentq(error, 0.0, high, xtol=1e-6 * high)
     return stereo(gain).astype(np.float32)
 
