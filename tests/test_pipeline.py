@@ -138,6 +138,22 @@ def test_restore_file_writes_24bit_44k_on_target(tmp_path: Path) -> None:
     assert true_peak_dbtp(written) <= -1.0 + 0.01
     assert src.exists()
     assert sf.info(str(src)).subtype == "FLOAT"
+    # The summary's figures are the loudness stage's (not measured again): they are those of
+    # the file as written, dither and 24-bit rounding included, to their 0.01 rounding.
+    assert result.output_lufs == pytest.approx(integrated_lufs(written, written_rate), abs=0.006)
+    assert result.output_true_peak_dbtp == pytest.approx(true_peak_dbtp(written), abs=0.006)
+
+
+def test_restore_file_figures_hold_at_16_bits_and_without_a_loudness_stage(tmp_path: Path) -> None:
+    clip, rate = generator_like(song(32000, 4.0), 32000, seed=6)
+    src = tmp_path / "clip.wav"
+    sf.write(src, 0.5 * clip.T, rate, subtype="FLOAT")  # no overs for "none" to clip on write
+    for preset, bits in (("auto", "16"), ("none", "24")):
+        result = genrestore.restore_file(src, tmp_path / f"{preset}.wav", preset=preset, bits=bits)
+        written, written_rate = genrestore.read_audio(result.destination)
+        assert result.output_lufs == pytest.approx(integrated_lufs(written, written_rate),
+                                                   abs=0.006)
+        assert result.output_true_peak_dbtp == pytest.approx(true_peak_dbtp(written), abs=0.006)
 
 
 def test_silence_and_short_clips_restore_without_error() -> None:

@@ -67,7 +67,7 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     return np.array([shelf, highpass], dtype=np.float64)
 
 
-def _k_weighted_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
+def k_weighted_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Cumulative K-weighted energy of ``(channels, samples)`` float64 audio, per channel,
     with a leading zero: block sums are differences of it."""
     weighted = sosfilt(k_weighting_sos(sample_rate), x, axis=-1)
@@ -79,7 +79,7 @@ def _k_weighted_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
 def _block_loudness(cumulative: np.ndarray, sample_rate: int, block_s: float, step_s: float
                     ) -> np.ndarray:
     """Mean-square K-weighted energy of each ``block_s`` block, every ``step_s``, summed over
-    channels (empty when the clip is shorter than one block), from :func:`_k_weighted_energy`."""
+    channels (empty when the clip is shorter than one block), from :func:`k_weighted_energy`."""
     block, step = round(block_s * sample_rate), round(step_s * sample_rate)
     samples = cumulative.shape[-1] - 1
     if samples < block:
@@ -102,10 +102,14 @@ def gated_lufs(energy: np.ndarray) -> float:
     return float(-0.691 + _db(kept.mean()))
 
 
-def gating_blocks(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The 400 ms block energies (every 100 ms) that :func:`gated_lufs` gates."""
-    x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    return _block_loudness(_k_weighted_energy(x, sample_rate), sample_rate, _BLOCK_S, _STEP_S)
+def gating_blocks(audio: np.ndarray, sample_rate: int, *,
+                  cumulative: np.ndarray | None = None) -> np.ndarray:
+    """The 400 ms block energies (every 100 ms) that :func:`gated_lufs` gates; pass the
+    audio's :func:`k_weighted_energy` as ``cumulative`` when it is already computed."""
+    if cumulative is None:
+        x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
+        cumulative = k_weighted_energy(x, sample_rate)
+    return _block_loudness(cumulative, sample_rate, _BLOCK_S, _STEP_S)
 
 
 def integrated_lufs(audio: np.ndarray, sample_rate: int) -> float:
@@ -134,13 +138,13 @@ def loudness_range_lu(audio: np.ndarray, sample_rate: int) -> float:
     0 for a clip shorter than 3 s or silent.
     """
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    return _range_lu(_block_loudness(_k_weighted_energy(x, sample_rate), sample_rate, 3.0, 0.1))
+    return _range_lu(_block_loudness(k_weighted_energy(x, sample_rate), sample_rate, 3.0, 0.1))
 
 
 def loudness_and_range(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
     """``(integrated_lufs, loudness_range_lu)`` from one K-weighting pass."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float64))
-    cumulative = _k_weighted_energy(x, sample_rate)
+    cumulative = k_weighted_energy(x, sample_rate)
     return (gated_lufs(_block_loudness(cumulative, sample_rate, _BLOCK_S, _STEP_S)),
             _range_lu(_block_loudness(cumulative, sample_rate, 3.0, 0.1)))
 

@@ -128,8 +128,11 @@ def check(
     *,
     max_band_loss_db: float = MAX_BAND_LOSS_DB,
     max_floor_rise_db: float = MAX_FLOOR_RISE_DB,
+    output_lufs: float | None = None,
 ) -> list[Finding]:
-    """What got worse from the input (``base``) to ``after``; empty when nothing did."""
+    """What got worse from the input (``base``) to ``after``; empty when nothing did.
+    ``output_lufs`` is ``after``'s integrated loudness when it is already measured (the
+    loudness stage's figure); it is measured here otherwise."""
     analysis = base.analysis
     acted = {r.stage for r in reports if r.acted}
     # The loudness stage lifts the floor against the loudness only by limiting: a plain gain
@@ -151,7 +154,9 @@ def check(
         if loss > max_band_loss_db:
             blame = next((s for s in BAND_CUTTERS if s in acted), "")
             findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
-    lufs_out = integrated_lufs(after, after_rate)
+    if output_lufs is None or "stereo" in acted:  # the mid's loudness is not the output's
+        output_lufs = integrated_lufs(after, after_rate)
+    lufs_out = output_lufs
     if base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
         # Over the input's own band (bandwidth extension fills empty bins on purpose), with
         # the input's bin width in Hz: the quietest bins between partials depend on it.

@@ -65,6 +65,22 @@ class RestoreResult:
     reports: tuple[StageReport, ...]
     timings_s: tuple[tuple[str, float], ...] = ()  # (step, seconds), in order
 
+    @property
+    def output_levels(self) -> tuple[float, float] | None:
+        """``(integrated LUFS, true peak dBTP)`` of ``audio`` as the loudness stage measured
+        them (to 0.01), when it ran last and acted; ``None`` otherwise."""
+        return _loudness_figures(self.reports)
+
+
+def _loudness_figures(reports: tuple[StageReport, ...]) -> tuple[float, float] | None:
+    """The loudness stage's figures for its output, when no stage changed the audio after it.
+    The guard and the file summary read them instead of metering the output again."""
+    stages = [r for r in reports if r.stage != "guard"]
+    last = stages[-1] if stages else None
+    if last is None or last.stage != "loudness" or not last.acted:
+        return None
+    return float(last.details["output_lufs"]), float(last.details["true_peak_dbtp"])
+
 
 @dataclass(frozen=True)
 class _Run:
@@ -177,7 +193,9 @@ def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, ru
     backed_off: list[str] = []
     problems: list[str] = []
     for _ in range(GUARD_ROUNDS + 1):
-        findings = guard.check(base, run.audio, run.sample_rate, run.reports)
+        levels = _loudness_figures(run.reports)
+        findings = guard.check(base, run.audio, run.sample_rate, run.reports,
+                               output_lufs=levels[0] if levels else None)
         timings.append(("guard", time.perf_counter() - start))
         blamed = next((f for f in findings if f.stage and f.stage not in backed_off), None)
         if blamed is None or len(backed_off) >= GUARD_ROUNDS:
@@ -273,12 +291,16 @@ def restore_file(
         out = dither(out, bits=int(bits), seed=chosen.dither.seed, shape=chosen.dither.shape)
     write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
                 overwrite=overwrite, protect=(src, *protect))
+    # Dither moves neither figure by 0.01 (TPDF at 16 bits is about -98 dBFS of noise and
+    # one step of 3e-5 on the peaks), so the loudness stage's own figures stand for the file.
+    lufs, peak = result.output_levels or (integrated_lufs(out, result.sample_rate),
+                                          true_peak_dbtp(out))
     return FileResult(
         source=src,
         destination=dst,
         analysis=result.analysis,
         reports=result.reports,
-        output_lufs=integrated_lufs(out, result.sample_rate),
-        output_true_peak_dbtp=true_peak_dbtp(out),
+        output_lufs=lufs,
+        output_true_peak_dbtp=peak,
         seconds=time.perf_counter() - start,
     )

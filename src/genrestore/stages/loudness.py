@@ -30,11 +30,10 @@ from genrestore.analysis import (
     block_true_peaks,
     gated_lufs,
     gating_blocks,
-    k_weighting_sos,
+    k_weighted_energy,
     true_peak,
 )
 from genrestore.errors import ParameterError
-from genrestore.filters import sosfilt
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, skipped
 
@@ -186,12 +185,15 @@ class _LimiterModel:
     """
 
     def __init__(self, audio: np.ndarray, sample_rate: int, *, ceiling_dbtp: float,
-                 release_ms: float, lookahead_ms: float = 5.0) -> None:
+                 release_ms: float, lookahead_ms: float = 5.0,
+                 cumulative: np.ndarray | None = None) -> None:
         x = np.atleast_2d(audio)
         self.m = _block_size(sample_rate)
         n = x.shape[-1] // self.m * self.m
-        weighted = sosfilt(k_weighting_sos(sample_rate), x[:, :n], axis=-1)
-        self.energy = (weighted * weighted).reshape(x.shape[0], -1, self.m).sum(axis=(0, 2))
+        if cumulative is None:  # the audio's k_weighted_energy, unless the caller has it
+            cumulative = k_weighted_energy(np.asarray(x, dtype=np.float64), sample_rate)
+        edges = cumulative[:, :n + 1:self.m]
+        self.energy = np.diff(edges, axis=-1).sum(axis=0)
         peaks = block_true_peaks(x, self.m)[:self.energy.size]
         self.held = _held(peaks, _hold_blocks(lookahead_ms, sample_rate, self.m))
         self.limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
@@ -336,7 +338,8 @@ def loudness_to_target(
     x = as_channels(audio)
     # The loudness of a gain-scaled clip is read from the same gating blocks (gated_lufs):
     # each level below is measured once.
-    blocks = gating_blocks(x, sample_rate) if input_lufs is None else None
+    cumulative = k_weighted_energy(x.astype(np.float64), sample_rate)  # for blocks and model
+    blocks = gating_blocks(x, sample_rate, cumulative=cumulative) if input_lufs is None else None
     start = gated_lufs(blocks) if blocks is not None else input_lufs
     if not np.isfinite(start):
         out, out_peak = _limit(x, sample_rate, ceiling_dbtp, release_ms)
@@ -346,13 +349,14 @@ def loudness_to_target(
     wanted = target_lufs - start
     if wanted <= free:  # a plain gain reaches the target with the peaks under the ceiling
         out = _plain_gain(x, wanted)
-        blocks = gating_blocks(x, sample_rate) if blocks is None else blocks
+        if blocks is None:
+            blocks = gating_blocks(x, sample_rate, cumulative=cumulative)
         return LoudnessResult(out, gated_lufs(blocks * 10.0 ** (wanted / 10.0)), wanted, 0, True,
                               "", start, _dbtp(peak) + wanted)
 
     cap = free + (max_limiting_db if max_limiting_db is not None else _MAX_DRIVE_DB)
     model = _LimiterModel(x, sample_rate, ceiling_dbtp=ceiling_dbtp,
-                          release_ms=release_ms)
+                          release_ms=release_ms, cumulative=cumulative)
     # Real points: (gain, measured LUFS).  The free gain is one without a limiter run.
     points: list[tuple[float, float]] = [(free, start + free)]
     tries: list[_Try] = []
