@@ -15,14 +15,11 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
@@ -31,6 +28,8 @@ from genrestore.parallel import default_jobs, worker_pool
 from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     from genrestore.pipeline import FileResult
 
 log = logging.getLogger("genrestore")
@@ -332,7 +331,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     outcomes: dict[int, Outcome] = {}
     started = time.perf_counter()
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
-    with tqdm(total=len(jobs), disable=not show_bar, unit="file", file=sys.stderr) as bar:
+    with _progress(len(jobs), show_bar, "file") as bar:
         def take(index: int, outcome: Outcome) -> None:
             outcomes[index] = outcome
             _report(outcome, failures, args.quiet, bar, args.explain)
@@ -371,6 +370,9 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
     may replace its own destination (written before the pool broke): the plan made sure that
     only this job writes there and that it did not exist or may be overwritten.
     """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     pending = deque(enumerate(jobs))
     pool = _pool(workers, protect)
     try:
@@ -413,6 +415,8 @@ def _start_worker(protect: tuple[Path, ...]) -> None:
 
 def _run_alone(job: Job, protect: tuple[Path, ...]) -> Outcome:
     """``job`` in a worker of its own: if the worker dies, the job that killed it is known."""
+    from concurrent.futures.process import BrokenProcessPool
+
     with _pool(1, protect) as pool:
         try:
             return pool.submit(_run_job, job).result()
@@ -454,26 +458,55 @@ def _write_report(path: Path, plan: BatchPlan, outcomes: list[Outcome], jobs: in
         print(f"report: {written}", file=sys.stderr)
 
 
+class _NoBar:
+    """What the commands use of a tqdm bar, for when none is shown: one clip, ``-q`` or no
+    terminal do not pay for tqdm's import."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    @staticmethod
+    def write(text: str, file: Any = None) -> None:
+        print(text, file=file or sys.stdout)
+
+
+def _progress(total: int, show: bool, unit: str) -> Any:
+    """A tqdm progress bar on stderr when ``show``, else a :class:`_NoBar`."""
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr)
+
+
 def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
-            quiet: bool, bar: tqdm, explain: bool = False) -> int:
+            quiet: bool, bar: Any, explain: bool = False) -> int:
     _, result, error = outcome
     bar.update(1)
     if error is not None:
         failures.append(error)
-        _error(error)
+        _error(error, bar)
         return 0
     assert result is not None
     if not quiet:
-        tqdm.write(_summary(result), file=sys.stdout)
+        bar.write(_summary(result), file=sys.stdout)
         if explain:
             for r in result.reports:
-                tqdm.write(f"    {r.stage:9s} {'acted' if r.acted else 'idle '}  {r.summary}",
-                           file=sys.stdout)
+                bar.write(f"    {r.stage:9s} {'acted' if r.acted else 'idle '}  {r.summary}",
+                          file=sys.stdout)
     return 1
 
 
-def _error(message: str) -> None:
-    tqdm.write(f"genrestore: error: {message}", file=sys.stderr)
+def _error(message: str, bar: Any = None) -> None:
+    """One line on stderr (through the progress bar, when one is shown, so that it stays
+    whole)."""
+    (bar or _NoBar()).write(f"genrestore: error: {message}", file=sys.stderr)
 
 
 def _analysis_text(r: dict[str, Any]) -> str:
@@ -609,7 +642,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     show = not args.quiet and sys.stderr.isatty()
-    with tqdm(total=len(files), disable=not show, unit="clip", file=sys.stderr) as bar:
+    with _progress(len(files), show, "clip") as bar:
         def step(_: str) -> None:
             bar.update(1)
 

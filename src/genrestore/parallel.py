@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where a pool is made: one clip needs none
+    from concurrent.futures import ProcessPoolExecutor
 
 #: The thread-count variables of the BLAS, OpenMP and similar libraries a worker may load.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -49,5 +51,7 @@ def worker_pool(workers: int, initializer: Callable[..., None] | None = None,
                 initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
     """A process pool of ``workers`` whose workers run on one thread each, then run
     ``initializer(*initargs)``."""
+    from concurrent.futures import ProcessPoolExecutor
+
     return ProcessPoolExecutor(max_workers=workers, initializer=_start,
                                initargs=(initializer, initargs))

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pedalboard
 
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
@@ -42,6 +41,8 @@ def compress(
     _check_compressor(ratio, attack_ms, release_ms)
     if not -120.0 <= threshold_db <= 20.0:
         raise ParameterError("compress: threshold_db must be between -120 and 20 dBFS")
+    import pedalboard  # where it is used: a clip the stage leaves alone does not load it
+
     plugin = pedalboard.Compressor(threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms,
                                    release_ms=release_ms)
     return plugin(as_channels(audio), sample_rate)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pedalboard
 
 from genrestore.analysis import welch_psd
 from genrestore.errors import ParameterError
@@ -50,6 +49,10 @@ def shape_spectrum(
     if highpass_hz > 0:
         sos = butter2_highpass(highpass_hz * HIGHPASS_DESIGN_RATIO, sample_rate)
         x = sosfiltfilt(sos, x, axis=-1).astype(np.float32)
+    if not (low_shelf_db or high_shelf_db or tilt_db):
+        return x
+    import pedalboard  # where it is used: a high-pass alone does not load it
+
     plugins: list[pedalboard.Plugin] = []
     if low_shelf_db:
         plugins.append(pedalboard.LowShelfFilter(cutoff_frequency_hz=low_shelf_hz,
@@ -62,8 +65,6 @@ def shape_spectrum(
                                                  gain_db=-tilt_db / 2, q=0.5))
         plugins.append(pedalboard.HighShelfFilter(cutoff_frequency_hz=TILT_PIVOT_HZ,
                                                   gain_db=tilt_db / 2, q=0.5))
-    if not plugins:
-        return x
     return pedalboard.Pedalboard(plugins)(np.ascontiguousarray(x), sample_rate)
 
 
