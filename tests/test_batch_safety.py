@@ -105,10 +105,15 @@ def test_output_folder_inside_the_input_folder_run_twice(tmp_path: Path, jobs: s
     out = folder / "restored"
     args = ["restore", str(folder), "-o", str(out), "--preset", "none", "--jobs", jobs, "-q"]
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"]
-    assert main(args) == 1  # outputs exist: refused before any work, nothing re-ingested
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "genrestore-manifest.jsonl"]
+    assert main(args) == 0  # the manifest shows both done: nothing run, nothing re-ingested
+    assert main([*args, "--force"]) == 0  # redone over genrestore's own outputs
+    (out / "a.wav").unlink()
+    (out / "genrestore-manifest.jsonl").unlink()
+    assert main(args) == 1  # b.wav exists and no manifest says whose: refused before any work
     assert main([*args, "--overwrite"]) == 0
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["a.wav", "b.wav"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["a.wav", "b.wav",
+                                                                             "genrestore-manifest.jsonl"]
     assert_unchanged(before)
 
 
@@ -168,7 +173,8 @@ def test_one_input_named_several_ways_is_restored_once(tmp_path: Path,
                  "none"]) == 0
     assert_unchanged(before)
     assert error_lines(capsys.readouterr().err) == []  # one job, not three collisions
-    assert [p.name for p in tmp_path.iterdir() if p.name != "x.wav"] == ["x_restored.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "x.wav") == [
+        "genrestore-manifest.jsonl", "x_restored.wav"]
 
 
 def test_existing_output_is_refused_before_any_work(tmp_path: Path,
@@ -228,7 +234,7 @@ def test_a_killed_worker_fails_only_its_file(tmp_path: Path, monkeypatch: pytest
     err = capsys.readouterr().err
     assert code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "b.wav", "c.wav",
-                                                                     "d.wav"]
+                                                                     "d.wav", "genrestore-manifest.jsonl"]
     (line,) = error_lines(err)
     assert "killer.wav" in line
     assert "worker died" in line
@@ -262,7 +268,9 @@ def test_a_file_written_when_another_worker_died_is_not_failed(
     (line,) = error_lines(capsys.readouterr().err)
     assert "killer.wav" in line
     assert "worker died" in line
-    assert sorted(p.name for p in out.iterdir()) == ["a.wav"]  # no temporary file left either
+    # No temporary file left either; the manifest lists a.wav (and the file that killed its
+    # worker as failed).
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "genrestore-manifest.jsonl"]
 
 
 def test_a_killed_worker_still_gets_its_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -280,7 +288,7 @@ def test_a_killed_worker_still_gets_its_report(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_ctrl_c_exits_130_with_the_summary_and_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture, jobs: str) -> None:
     folder = tmp_path / "in"
     for i, name in enumerate(["a.wav", "b.wav", "c.wav"]):
@@ -292,9 +300,9 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(cli, "restore_file", interrupted)
     assert main(["restore", str(folder), "--preset", "none", "--jobs", jobs]) == 130
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1
-    assert "interrupted" in err
+    summary, last = capsys.readouterr().err.strip().splitlines()
+    assert summary == "0 restored, 0 failed, 3 not done (interrupted)"
+    assert "interrupted" in last
     assert_unchanged(before)
     assert sorted(p.name for p in folder.iterdir()) == ["a.wav", "b.wav", "c.wav"]  # no .part
 
@@ -345,7 +353,7 @@ def test_every_job_protects_every_source_of_the_batch(tmp_path: Path, jobs: str,
     monkeypatch.setattr(cli, "restore_file", checking)
     assert main(["restore", str(folder), "-o", str(tmp_path / "out"), "--preset", "none",
                  "--jobs", jobs, "-q"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [*names, "genrestore-manifest.jsonl"]
 
 
 def test_a_report_never_replaces_an_audio_file(tmp_path: Path,
@@ -395,5 +403,5 @@ def test_one_file_named_twice_is_one_job(tmp_path: Path, capsys: pytest.CaptureF
     spellings = [str(tmp_path / "a.wav"), str(tmp_path / "." / "a.wav")]
     assert main(["restore", *spellings, "-o", str(tmp_path / "out"), "--preset", "none"]) == 0
     assert "collide" not in capsys.readouterr().err
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.wav", "genrestore-manifest.jsonl"]
     assert_unchanged(before)

@@ -65,8 +65,8 @@ def test_batch_survives_bad_files(tmp_path: Path, clip_file: Path,
                           ("nan.wav", "NaN"), ("eight.wav", "8 channels"),
                           ("one.wav", "too short")]:
         assert any(name in line and problem in line for line in err.splitlines()), name
-    assert sorted(p.name for p in outdir.iterdir()) == ["clip.wav", "hi.wav", "lo.wav",
-                                                         "silence.wav"]
+    assert sorted(p.name for p in outdir.iterdir()) == ["clip.wav", "genrestore-manifest.jsonl",
+                                                         "hi.wav", "lo.wav", "silence.wav"]
     assert "Traceback" not in err
 
 

@@ -316,7 +316,15 @@ def test_a_name_the_terminal_cannot_encode_does_not_stop_the_batch(tmp_path: Pat
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
         assert "caf\\udce9.wav" in done.stdout
-    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"caf\xe9.wav", b"song.wav"]
+    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [
+        b"caf\xe9.wav", b"genrestore-manifest.jsonl", b"song.wav"]
+    # The manifest holds the name (JSON escapes its odd byte) and reads it back: a re-run
+    # finds both files done.
+    again = subprocess.run([sys.executable, "-m", "genrestore.cli", "restore", "--preset",
+                            "none", "-o", "out", "."], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "2 file(s) already done" in again.stderr
 
 
 def test_damaged_mp3_frames_are_one_warning_not_decoder_chatter(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
 from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
+from genrestore.manifest import Manifest, Record, file_digest, settings_digest
 from genrestore.parallel import default_jobs, worker_pool
 from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
 
@@ -139,13 +140,21 @@ class BatchPlan:
     (every file of the batch that must never be written: sources, refused ones included, and
     skipped files beside them); ``skipped`` (earlier outputs found while walking a folder,
     not restored again); ``report_folder`` (the report's default
-    folder: beside the outputs)."""
+    folder: beside the outputs); ``manifest`` (the batch's :class:`~genrestore.manifest.Manifest`
+    when it keeps one), ``done`` (source, destination) pairs the manifest shows done with the
+    same input and settings, ``reasons`` why each pair runs (``new``, or why it is redone) and
+    ``replace`` whether each pair may replace an existing output (``overwrite``, or the manifest
+    shows that output genrestore's own, unchanged)."""
 
     pairs: tuple[tuple[Path, Path, str], ...]
     refusals: tuple[tuple[Path, str], ...]
     sources: tuple[Path, ...]
     skipped: tuple[Path, ...]
     report_folder: Path
+    manifest: Manifest | None = None
+    done: tuple[tuple[Path, Path], ...] = ()
+    reasons: tuple[str, ...] = ()
+    replace: tuple[bool, ...] = ()  # per pair: its existing output may be replaced
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -233,7 +242,8 @@ def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tup
 
 
 def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format: str | None = None,
-               overwrite: bool = False) -> BatchPlan:
+               overwrite: bool = False, settings: str | None = None,
+               force: bool = False) -> BatchPlan:
     """Decide every job of a ``restore`` batch before any work starts.
 
     Refuses (one line each, the rest of the batch still runs): a destination that is one of
@@ -241,6 +251,12 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
     spelling of a path are caught; two jobs writing one destination; an existing
     destination without ``overwrite``.  Raises :class:`ParameterError` for usage errors
     (no files, ``-o`` that cannot hold the batch, ``--format`` against the ``-o`` suffix).
+
+    With ``settings`` (:func:`~genrestore.manifest.settings_digest`), a batch that writes into
+    a folder (``-o FOLDER``, or beside the inputs of a folder or of several files) keeps a
+    manifest there: what it shows done with the same input and settings is not run again
+    (``force`` runs it again), and an existing destination that it shows genrestore wrote,
+    unchanged since, may be replaced without ``overwrite``.
     """
     found, skipped, in_output = _walk(inputs, output)
     # The same file named twice (or by two spellings) is one job, not a collision with itself.
@@ -280,8 +296,19 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
     pairs: list[tuple[Path, Path, str]] = []
     refusals: list[tuple[Path, str]] = []
     taken: dict[object, Path] = {}
+    one_file = len(planned) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    manifest = None if settings is None or kind == "file" or one_file else Manifest(report_folder)
+    done: list[tuple[Path, Path]] = []
+    reasons: list[str] = []
+    replace: list[bool] = []
     for src, dst, fmt in planned:
         key = _identity(dst)
+        decision = None
+        if manifest is not None and settings is not None:
+            decision = manifest.decide(src, dst, settings, force=force)
+            if decision.action == "skip":  # done: its output is the one written then
+                done.append((src, dst))
+                continue
         if key is not None and key in kept:
             refusals.append((src, f"{src}: output {dst} exists in the folder being restored and "
                                   f"is never replaced there (it may be an input): delete it, or "
@@ -297,13 +324,16 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
                                   f"{taken[place]}"))
             continue
         taken[place] = src
-        if key is not None and not overwrite:
+        if key is not None and not overwrite and not (decision and decision.replace_output):
             refusals.append((src, f"{src}: output {dst} exists (use --overwrite to replace it)"))
             continue
         pairs.append((src, dst, fmt))
+        reasons.append("new" if decision is None or decision.action == "new" else decision.reason)
+        replace.append(overwrite or bool(decision and decision.replace_output))
     every = [src for src, _, _ in planned] + skipped
     return BatchPlan(tuple(pairs), tuple(refusals), tuple(dict.fromkeys(every)),
-                     tuple(skipped + in_output), report_folder)
+                     tuple(skipped + in_output), report_folder, manifest, tuple(done),
+                     tuple(reasons), tuple(replace))
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -313,8 +343,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         overrides.setdefault(stage, {})[param] = value
     if args.stereo:
         overrides.setdefault("stereo", {})["enabled"] = True
-    load_preset(args.preset, overrides)  # usage errors surface once, before any file
-    plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite)
+    preset = load_preset(args.preset, overrides)  # usage errors surface once, before any file
+    settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
+    plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
+                      settings=settings, force=args.force)
+    if args.dry_run:
+        return _dry_run(plan)
     report_path = None
     if args.report is not None:
         report_path = Path(args.report) if args.report else plan.report_folder / "report.html"
@@ -323,33 +357,102 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if plan.skipped and not args.quiet:
         print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) found in the folders "
               f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
-    jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, args.overwrite)
-            for src, dst, fmt in plan.pairs]
+    jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, replace)
+            for (src, dst, fmt), replace in zip(plan.pairs, plan.replace, strict=True)]
     failures: list[str] = [message for _, message in plan.refusals]
     for message in failures:
         _error(message)
+    if plan.done and not args.quiet:
+        print(f"genrestore: {len(plan.done)} file(s) already done with the same input and "
+              f"settings (manifest {plan.manifest.path if plan.manifest else ''}); not restored "
+              f"again (--force redoes them)", file=sys.stderr)
     outcomes: dict[int, Outcome] = {}
     started = time.perf_counter()
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
-    with _progress(len(jobs), show_bar, "file") as bar:
-        def take(index: int, outcome: Outcome) -> None:
-            outcomes[index] = outcome
-            _report(outcome, failures, args.quiet, bar, args.explain)
+    stopped: _Stopped | None = None
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        with _progress(len(jobs), show_bar, "file") as bar:
+            def take(index: int, outcome: Outcome) -> None:
+                outcomes[index] = outcome
+                _report(outcome, failures, args.quiet, bar, args.explain)
+                if plan.manifest is not None:
+                    _record(plan.manifest, outcome, settings)
 
-        if args.jobs > 1 and len(jobs) > 1:
-            _run_parallel(jobs, args.jobs, plan.sources, take)
-        else:
-            _set_protect(plan.sources)
-            for index, job in enumerate(jobs):
-                take(index, _run_job(job))
+            if args.jobs > 1 and len(jobs) > 1:
+                _run_parallel(jobs, args.jobs, plan.sources, take)
+            else:
+                _set_protect(plan.sources)
+                for index, job in enumerate(jobs):
+                    take(index, _run_job(job))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _stop
+        stopped = exc if isinstance(exc, _Stopped) else _Stopped(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     done = sum(1 for _, result, _ in outcomes.values() if result is not None)
-    if (len(jobs) + len(plan.refusals) > 1 or failures) and not args.quiet:
+    if (len(jobs) + len(plan.refusals) > 1 or failures or stopped) and not args.quiet:
+        left = len(jobs) - len(outcomes)
         print(f"{done} restored, {len(failures)} failed"
+              f"{f', {left} not done (interrupted)' if stopped else ''}"
               f"{_throughput(done, time.perf_counter() - started, args.jobs)}", file=sys.stderr)
+    if stopped is not None:
+        print("genrestore: interrupted; files already written are complete"
+              f"{' and in the manifest' if plan.manifest else ''}, no other output was written",
+              file=sys.stderr)
+        return 128 + stopped.signum
     if report_path is not None:
         collected = [outcomes[i] for i in sorted(outcomes)]
         _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+class _Stopped(KeyboardInterrupt):
+    """The batch was told to stop (SIGINT or SIGTERM): the files in flight end cleanly."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM in the main process: stop the batch as Ctrl-C does (exit status 143)."""
+    raise _Stopped(signum)
+
+
+def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
+    """Append one file's outcome to the manifest (inputs and outputs hashed here, after the
+    output was written)."""
+    job, result, error = outcome
+
+    def finite(value: float) -> float | None:
+        return round(value, 2) if np.isfinite(value) else None
+
+    try:
+        digest = file_digest(job.source)
+        if result is None:
+            record = Record(str(job.source), digest, settings, __version__, "failed",
+                            str(job.destination), error=error)
+        else:
+            record = Record(str(job.source), digest, settings, __version__, "done",
+                            str(result.destination), file_digest(result.destination),
+                            finite(result.output_lufs), finite(result.output_true_peak_dbtp))
+        manifest.append(record)
+    except OSError as exc:  # the batch goes on; the file is redone on the next run
+        _error(f"{manifest.path}: could not record {job.source}: {exc}")
+
+
+def _dry_run(plan: BatchPlan) -> int:
+    """``--dry-run``: what the batch would do, nothing written."""
+    for (src, dst, _), reason in zip(plan.pairs, plan.reasons, strict=True):
+        print(f"restore {src} -> {dst}" + (f" ({reason})" if reason != "new" else ""))
+    for src, dst in plan.done:
+        print(f"done    {src} -> {dst} (manifest: same input and settings)")
+    for _, message in plan.refusals:
+        print(f"refuse  {message}")
+    print(f"{len(plan.pairs)} to restore, {len(plan.done)} already done, "
+          f"{len(plan.refusals)} refused" + (f"; manifest {plan.manifest.path}"
+                                             if plan.manifest else ""), file=sys.stderr)
+    return EXIT_FAILED if plan.refusals else EXIT_OK
 
 
 def _throughput(done: int, seconds: float, jobs: int) -> str:
@@ -399,6 +502,14 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
                         take(index, future.result())
                 in_flight.clear()
                 pool = _pool(workers, protect)
+    except KeyboardInterrupt:
+        # Stopped: the jobs not started are dropped; those in flight end (a worker that got the
+        # signal too stops its file cleanly), and the ones that finished are still reported.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, (index, _) in sorted(in_flight.items(), key=lambda item: item[1][0]):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                take(index, future.result())
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -687,7 +798,16 @@ taken as an earlier output: it is skipped (not restored again; the count is
 printed) and never replaced, even with --overwrite (it may be an input).  To
 restore such a folder again, delete the earlier outputs or use -o FOLDER.  A
 file named on the command line is always an input.  A file name starting with
-'-': write ./-x.wav, or put -- before the file names."""
+'-': write ./-x.wav, or put -- before the file names.
+
+A batch (-o FOLDER, or a folder or several files restored beside themselves)
+keeps genrestore-manifest.jsonl in the folder of its outputs, one line per
+file as it finishes: a re-run skips what is done with the same input and
+settings, retries failures, and redoes a file whose input or settings (preset,
+parameters, rate, bits, format, version) changed, replacing its earlier output
+if that is unchanged since genrestore wrote it.  --force redoes everything;
+--dry-run lists what would happen.  Ctrl-C or SIGTERM stop cleanly: finished
+files are complete and recorded, none is half-written (exit 130 or 143)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -719,6 +839,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files processed in parallel (default: the number of cores)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs and report (never an input)")
+    p.add_argument("--force", action="store_true",
+                   help="restore again what the output folder's manifest shows done")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list what would be restored, what is done already and what is "
+                        "refused; write nothing")
     p.add_argument("--stereo", action="store_true",
                    help="make mono input stereo (the preset's stereo stage)")
     p.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
