@@ -10,9 +10,11 @@ part of the work: on the 2-core development machine ``import scipy.signal`` take
 compares each with its scipy counterpart.  The rest of the package (benchmarks, metrics,
 degradations, training) keeps using scipy, imported where it is used.
 
-IIR sections are applied by fast convolution with their impulse response, which is
-computed from the frequency response and is exact to 1e-14 of its peak, because it is
-truncated only where the slowest pole has decayed that far.
+IIR sections run as one state-space system, a block of samples at a time: within a block
+the output is a matrix product with the impulse response (BLAS does the work), and the state
+is carried from block to block by a second, smaller product, so there is no per-sample Python
+loop and no truncation (equal to ``scipy.signal.sosfilt`` within 1e-11 of the output's scale,
+at 1.2-1.5x its time here, where fast convolution took 3-4x).
 """
 
 from __future__ import annotations
@@ -24,27 +26,9 @@ import numpy as np
 
 from genrestore.errors import ParameterError
 
-#: The impulse response is kept until the slowest pole has decayed to this fraction.
-_DECAY = 1e-14
-#: Overlap-add transforms are this many times the impulse response (at least).
-_OLA_RATIO = 4
-_OLA_MIN = 4096
-
-
-def next_fast_len(n: int) -> int:
-    """The smallest length at or above ``n`` with no prime factor over 5 (a fast FFT size)."""
-    if n <= 6:
-        return max(1, n)
-    best = 2 ** math.ceil(math.log2(n))
-    five = 1
-    while five < best:
-        three = five
-        while three < best:
-            size = three * 2 ** max(0, math.ceil(math.log2(n / three)))
-            best = min(best, size)
-            three *= 3
-        five *= 5
-    return best
+#: Samples per block, and blocks per group, of the blocked state-space filter.
+_BLOCK = 64
+_GROUP = 32
 
 
 def rfft(x: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
@@ -93,66 +77,86 @@ def _sections(sos: np.ndarray) -> np.ndarray:
     return sos / sos[:, 3:4]
 
 
-def impulse_length(sos: np.ndarray) -> int:
-    """Samples after which the sections' impulse response stays under 1e-14 of its peak,
-    read from the response itself (computed once per filter)."""
-    sos = _sections(sos)
-    return _measured_tail(sos.tobytes(), sos.shape[0])
+def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(A, B, C, D)`` of the cascade: each section in transposed direct form II (state
+    ``(z1, z2)``: ``y = b0 x + z1``, ``z1' = b1 x - a1 y + z2``, ``z2' = b2 x - a2 y``), each
+    section fed by the previous one's output."""
+    a = np.zeros((0, 0))
+    b = c = np.zeros(0)
+    d = 1.0
+    for b0, b1, b2, _, a1, a2 in sos:
+        a_s = np.array([[-a1, 1.0], [-a2, 0.0]])
+        b_s = np.array([b1 - a1 * b0, b2 - a2 * b0])
+        m = a.shape[0]
+        joined = np.zeros((m + 2, m + 2))
+        joined[:m, :m], joined[m:, m:], joined[m:, :m] = a, a_s, np.outer(b_s, c)
+        a, b, c, d = joined, np.concatenate([b, b_s * d]), np.concatenate([b0 * c, [1.0, 0.0]]), b0 * d
+    return a, b, c, d
 
 
-def _decay_bound(sos: np.ndarray) -> int:
-    """A safe upper bound of :func:`impulse_length`: twice the slowest pole's decay time to
-    1e-14 (which covers repeated poles and large residues)."""
-    radius = max(float(np.max(np.abs(np.roots(s[3:])), initial=0.0)) for s in sos)
-    if radius >= 1.0:
+@functools.lru_cache(maxsize=32)
+def _plan(key: bytes, sections: int) -> tuple[np.ndarray, ...]:
+    """The matrices of the blocked filter (see :func:`_zero_state`), once per filter."""
+    a, b, c, d = _state_space(np.frombuffer(key).reshape(sections, 6))
+    # Poles on the unit circle come out of eigvals within rounding of 1: refuse those too.
+    if a.size and np.max(np.abs(np.linalg.eigvals(a))) >= 1.0 - 1e-9:
         raise ParameterError("the filter is unstable (a pole on or outside the unit circle)")
-    if radius == 0.0:
-        return 2 * sos.shape[0] + 1
-    return math.ceil(2.0 * math.log(_DECAY) / math.log(radius)) + 4 * sos.shape[0]
+    m, size, group = a.shape[0], _BLOCK, _GROUP
+    powers = [np.eye(m)]
+    for _ in range(size):
+        powers.append(powers[-1] @ a)
+    impulse = np.array([d] + [c @ powers[k - 1] @ b for k in range(1, size)])
+    toeplitz = np.zeros((size, size))  # out[k] = sum_j impulse[k - j] in[j]
+    for k in range(size):
+        toeplitz[k, :k + 1] = impulse[k::-1]
+    observe = np.array([c @ powers[k] for k in range(size)])  # (size, m): state -> outputs
+    feed = np.array([powers[size - 1 - j] @ b for j in range(size)])  # (size, m): in -> end state
+    step = powers[size]  # the state's propagation over one block
+    steps = [np.eye(m)]
+    for _ in range(group):
+        steps.append(steps[-1] @ step)
+    within = np.zeros((group * m, group * m))  # block starts' states from the group's inputs
+    for k in range(1, group):
+        for i in range(k):
+            within[i * m:(i + 1) * m, k * m:(k + 1) * m] = steps[k - 1 - i].T
+    carry = np.concatenate([steps[k].T @ observe.T for k in range(group)], axis=1)
+    return toeplitz.T, feed, within, observe.T, steps[1].T, steps[group].T, carry
 
 
-@functools.lru_cache(maxsize=64)
-def _measured_tail(key: bytes, sections: int) -> int:
-    sos = np.frombuffer(key).reshape(sections, 6)
-    bound = _decay_bound(sos)
-    size = 2 ** math.ceil(math.log2(2 * bound + 8))  # time aliasing far under 1e-14 at the bound
-    h = np.abs(np.fft.irfft(frequency_response(sos, size), n=size))[:bound]
-    return int(np.flatnonzero(h > _DECAY * h.max())[-1]) + 2 if h.max() > 0 else 1
+def _zero_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``scipy.signal.sosfilt(sos, x)`` along the last axis (float64, from rest).
 
-
-def frequency_response(sos: np.ndarray, n: int) -> np.ndarray:
-    """The sections' response at the ``n // 2 + 1`` bins of a length-``n`` real FFT."""
-    sos = _sections(sos)
-    z = np.exp(-2j * np.pi * np.arange(n // 2 + 1) / n)  # z^-1 on the bins
-    response = np.ones(n // 2 + 1, dtype=np.complex128)
-    for b0, b1, b2, a0, a1, a2 in sos:
-        response *= (b0 + z * (b1 + z * b2)) / (a0 + z * (a1 + z * a2))
-    return response
+    Blocks of :data:`_BLOCK` samples: the zero-state output of a block is its samples times
+    a Toeplitz matrix of the impulse response; the state each block starts with is the
+    previous state propagated over a block plus what the previous block's samples fed in.
+    Those states are found for :data:`_GROUP` blocks at once from the group's start state
+    (one more product), and only the group start states are carried in a Python loop."""
+    toeplitz, feed, within, observe, one, whole, carry = _plan(sos.tobytes(), sos.shape[0])
+    m = feed.shape[1]
+    n, rows = x.shape[-1], x.shape[:-1]
+    span = _BLOCK * _GROUP
+    groups = -(-n // span)
+    blocks = np.zeros((*rows, groups * span))
+    blocks[..., :n] = x
+    blocks = blocks.reshape(-1, groups * _GROUP, _BLOCK)
+    count = blocks.shape[0]
+    out = blocks @ toeplitz
+    fed = (blocks @ feed).reshape(count, groups, _GROUP, m)
+    starts = (fed.reshape(count, groups, _GROUP * m) @ within).reshape(count, groups, _GROUP, m)
+    ends = starts[:, :, -1, :] @ one + fed[:, :, -1, :]  # each group's end state from rest
+    state = np.zeros((count, m))
+    entering = np.empty((count, groups, m))
+    for g in range(groups):
+        entering[:, g] = state
+        state = state @ whole + ends[:, g]
+    out += starts.reshape(count, groups * _GROUP, m) @ observe
+    out = out.reshape(count, groups, span)
+    out += entering @ carry
+    return out.reshape(*rows, groups * span)[..., :n]
 
 
 def _dc_gain(sos: np.ndarray) -> float:
     return float(np.prod(sos[:, :3].sum(axis=1) / sos[:, 3:].sum(axis=1)))
-
-
-def _zero_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``scipy.signal.sosfilt(sos, x)`` along the last axis (float64, initial state zero),
-    by overlap-add convolution with the impulse response."""
-    n = x.shape[-1]
-    tail = impulse_length(sos)
-    size = max(_OLA_MIN, 2 ** math.ceil(math.log2(_OLA_RATIO * tail)))
-    if n + tail <= size:  # one transform covers it
-        size = next_fast_len(n + tail)
-    block = size - tail
-    response = frequency_response(sos, size)
-    count = -(-n // block)
-    padded = np.zeros((*x.shape[:-1], count * block))
-    padded[..., :n] = x
-    frames = padded.reshape(*x.shape[:-1], count, block)
-    y = np.fft.irfft(np.fft.rfft(frames, n=size, axis=-1) * response, n=size, axis=-1)
-    out = y[..., :block].copy()
-    if count > 1:
-        out[..., 1:, :tail] += y[..., :-1, block:]  # each block's ringing into the next
-    return out.reshape(*x.shape[:-1], count * block)[..., :n]
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
