@@ -197,28 +197,54 @@ def sosfiltfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _nearest_padded(x: np.ndarray, size: int) -> np.ndarray:
-    """``x`` along the last axis with ``size // 2`` copies of its first value before it and
+    """``x`` along its last axis with ``size // 2`` copies of its first value before it and
     ``size - 1 - size // 2`` of its last after it (ndimage's ``mode="nearest"``, origin 0)."""
     left, right = size // 2, size - 1 - size // 2
     return np.concatenate([np.repeat(x[..., :1], left, axis=-1), x,
                            np.repeat(x[..., -1:], right, axis=-1)], axis=-1)
 
 
+#: Up to this window, a running minimum or mean is a few passes over shifted copies (each a
+#: fast whole-array operation); above it, work per sample that does not grow with the window.
+_SHIFTED_MAX = 64
+
+
+def _shifts(x: np.ndarray, size: int, axis: int) -> list[np.ndarray]:
+    """The ``size`` windows' shifted views of ``x`` along ``axis`` (edges extended by their
+    nearest value), without moving the axis: along a middle axis each view is whole rows."""
+    axis = axis % x.ndim
+    n = x.shape[axis]
+    left, right = size // 2, size - 1 - size // 2
+    first = np.take(x, [0] * left, axis=axis)
+    last = np.take(x, [n - 1] * right, axis=axis)
+    padded = np.concatenate([first, x, last], axis=axis)
+    head = (slice(None),) * axis
+    return [padded[(*head, slice(k, k + n))] for k in range(size)]
+
+
 def running_min(x: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
     """Minimum over a centred window of ``size`` along ``axis``, edges extended by their
     nearest value: ``scipy.ndimage.minimum_filter1d(x, size, axis, mode="nearest")``.
-    Van Herk / Gil-Werman: about three comparisons per sample whatever the size."""
+    Small windows take the minimum of shifted copies; large ones Van Herk / Gil-Werman
+    (about three comparisons per sample whatever the size)."""
     if size < 1:
         raise ParameterError("running_min needs a window of at least 1")
-    data = np.moveaxis(np.asarray(x), axis, -1)
-    n = data.shape[-1]
-    if size == 1 or n == 0:
-        return np.moveaxis(data.copy(), -1, axis)
-    padded = _nearest_padded(data, size)
+    data = np.asarray(x)
+    if size == 1 or data.shape[axis] == 0:
+        return data.copy()
+    if size <= _SHIFTED_MAX:
+        views = _shifts(data, size, axis)
+        out = views[0].copy()
+        for view in views[1:]:
+            np.minimum(out, view, out=out)
+        return out
+    moved = np.moveaxis(data, axis, -1)
+    n = moved.shape[-1]
+    padded = _nearest_padded(moved, size)
     blocks = -(-padded.shape[-1] // size)
     full = np.concatenate([padded, np.repeat(padded[..., -1:], blocks * size - padded.shape[-1],
                                              axis=-1)], axis=-1)
-    shaped = full.reshape(*data.shape[:-1], blocks, size)
+    shaped = full.reshape(*moved.shape[:-1], blocks, size)
     prefix = np.minimum.accumulate(shaped, axis=-1).reshape(full.shape)
     suffix = np.minimum.accumulate(shaped[..., ::-1], axis=-1)[..., ::-1].reshape(full.shape)
     # The window [i, i + size) holds the end of one block and the start of the next.
@@ -232,18 +258,21 @@ def running_mean(x: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
     (the input's float type out)."""
     if size < 1:
         raise ParameterError("running_mean needs a window of at least 1")
-    data = np.moveaxis(np.asarray(x), axis, -1)
-    kind = data.dtype if np.issubdtype(data.dtype, np.floating) else np.float64
-    n = data.shape[-1]
-    if size == 1 or n == 0:
-        return np.moveaxis(data.astype(kind, copy=True), -1, axis)
-    padded = _nearest_padded(data, size)
-    if size <= 16:  # a few shifted sums beat a cumulative sum in double
-        total = padded[..., :n].astype(np.float64)
-        for k in range(1, size):
-            total += padded[..., k:k + n]
-    else:
-        cumulative = np.zeros((*data.shape[:-1], padded.shape[-1] + 1))
-        np.cumsum(padded, axis=-1, out=cumulative[..., 1:])
-        total = cumulative[..., size:size + n] - cumulative[..., :n]
+    data = np.asarray(x)
+    kind = data.dtype if np.issubdtype(data.dtype, np.floating) else np.dtype(np.float64)
+    if size == 1 or data.shape[axis] == 0:
+        return data.astype(kind, copy=True)
+    if size <= 16:  # a few shifted sums (in the input's precision) beat a cumulative sum
+        views = _shifts(data, size, axis)
+        total = views[0].astype(kind, copy=True)
+        for view in views[1:]:
+            total += view
+        total /= kind.type(size)
+        return total
+    moved = np.moveaxis(data, axis, -1)
+    n = moved.shape[-1]
+    padded = _nearest_padded(moved, size)
+    cumulative = np.zeros((*moved.shape[:-1], padded.shape[-1] + 1))
+    np.cumsum(padded, axis=-1, out=cumulative[..., 1:])
+    total = cumulative[..., size:size + n] - cumulative[..., :n]
     return np.moveaxis((total / size).astype(kind), -1, axis)
