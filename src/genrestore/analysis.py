@@ -258,16 +258,17 @@ def welch_psd(audio: np.ndarray, sample_rate: int, nperseg: int
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     nperseg = min(x.shape[-1], nperseg)
     step = nperseg - nperseg // 2
-    window = hann(nperseg).astype(np.float32)
+    window = hann(nperseg)
     count = (x.shape[-1] - nperseg) // step + 1
     view = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[:, ::step][:, :count]
     total = np.zeros(nperseg // 2 + 1)
     for first in range(0, count, _WELCH_CHUNK):
         segments = view[:, first : first + _WELCH_CHUNK]
-        segments = (segments - segments.mean(axis=-1, keepdims=True)) * window
-        spec = np.fft.rfft(segments.astype(np.float64), axis=-1)
+        centred = segments - segments.mean(axis=-1, keepdims=True, dtype=np.float64)
+        centred *= window
+        spec = np.fft.rfft(centred, axis=-1)
         total += (spec.real**2 + spec.imag**2).sum(axis=(0, 1))
-    scale = float(np.sum(window.astype(np.float64) ** 2)) * sample_rate * count * x.shape[0]
+    scale = float(np.sum(window**2)) * sample_rate * count * x.shape[0]
     psd = total / scale
     psd[1 : -1 if nperseg % 2 == 0 else None] *= 2.0  # one-sided: all but DC and Nyquist
     return np.fft.rfftfreq(nperseg, 1.0 / sample_rate), psd

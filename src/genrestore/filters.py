@@ -31,11 +31,11 @@ _BLOCK = 64
 _GROUP = 32
 
 
-def rfft(x: np.ndarray, n: int | None = None, axis: int = -1) -> np.ndarray:
-    """``numpy.fft.rfft`` in double precision (numpy's float32 path is slower here),
-    returned as complex64 for float32 input."""
-    out = np.fft.rfft(np.asarray(x, dtype=np.float64), n=n, axis=axis)
-    return out.astype(np.complex64) if np.asarray(x).dtype == np.float32 else out
+def windowed_rfft(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """The real FFT of ``frames * window`` along the last axis, complex64.  The product is
+    formed in double precision and transformed there: numpy's float32 transform is slower
+    than its float64 one here."""
+    return np.fft.rfft(frames * np.asarray(window, dtype=np.float64), axis=-1).astype(np.complex64)
 
 
 def irfft(spec: np.ndarray, n: int, axis: int = -1) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrestore.errors import ParameterError
-from genrestore.filters import irfft, rfft, running_mean, running_min
+from genrestore.filters import irfft, running_mean, running_min, windowed_rfft
 from genrestore.io import as_channels
 
 #: Overlap factor: hop = n_fft // OVERLAP.
@@ -98,7 +98,7 @@ def stft(audio: np.ndarray, sample_rate: int, *, n_fft: int | None = None) -> Sp
     padded = np.zeros((x.shape[0], (frames - 1) * hop + n), dtype=np.float32)
     padded[:, n - hop : n - hop + length] = x
     view = np.lib.stride_tricks.sliding_window_view(padded, n, axis=-1)[:, ::hop]
-    spec = rfft(view * _window(n), axis=-1)
+    spec = windowed_rfft(view, _window(n))
     return Spectrogram(spec, sample_rate, n, length)
 
 
@@ -173,7 +173,7 @@ def white_noise_floor(step: int, span: int, smooth_bins: int) -> np.ndarray:
     noise = rng.standard_normal((frames - 1) * hop + _CAL_N_FFT, dtype=np.float32)
     window = _window(_CAL_N_FFT)
     view = np.lib.stride_tricks.sliding_window_view(noise, _CAL_N_FFT)[::hop]
-    power = np.abs(rfft(view * window, axis=-1)) ** 2
+    power = np.abs(windowed_rfft(view, window)) ** 2
     unit = power / np.float32(np.sum(window.astype(np.float64) ** 2))  # mean 1 per bin
     floor = track_minima(unit.astype(np.float32), step, span, smooth_bins)
     edge = smooth_bins + 1  # DC, Nyquist and the bins the frequency filters pad
