@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,3 +202,14 @@ def test_stopping_a_running_batch_leaves_no_part_and_a_true_manifest(
     # The next run finishes the batch without --overwrite.
     assert main(["restore", str(src), "-o", f"{out}/", "--jobs", "2", "-q"]) == 0
     assert len(list(out.glob("*.wav"))) == 12
+
+
+def test_the_progress_bar_shows_files_done_and_clips_per_minute(
+        batch: tuple[Path, Path], capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    src, out = batch
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar is drawn
+    assert restore(src, out) == 0
+    err = capsys.readouterr().err
+    # tqdm's last frame: files done, its rate and time left, and the clips per minute.
+    assert re.search(r"3/3 \[[^]]*, [0-9]+ clips/min\]", err), err

@@ -376,6 +376,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
             def take(index: int, outcome: Outcome) -> None:
                 outcomes[index] = outcome
                 _report(outcome, failures, args.quiet, bar, args.explain)
+                bar.set_postfix_str(_rate(len(outcomes), time.perf_counter() - started))
                 if plan.manifest is not None:
                     _record(plan.manifest, outcome, settings)
 
@@ -455,12 +456,17 @@ def _dry_run(plan: BatchPlan) -> int:
     return EXIT_FAILED if plan.refusals else EXIT_OK
 
 
+def _rate(done: int, seconds: float) -> str:
+    """``487 clips/min``: files finished per minute of the batch so far (the progress bar's
+    own rate is per second, and its time left comes from it)."""
+    return f"{done * 60.0 / seconds:.0f} clips/min" if seconds > 0 else ""
+
+
 def _throughput(done: int, seconds: float, jobs: int) -> str:
     """`` in 12.3 s (487 clips/min, 2 jobs)``: the batch's wall time, start-up excluded."""
     if done == 0 or seconds <= 0:
         return ""
-    return (f" in {seconds:.1f} s ({done * 60.0 / seconds:.0f} clips/min, "
-            f"{jobs} job{'s' if jobs > 1 else ''})")
+    return f" in {seconds:.1f} s ({_rate(done, seconds)}, {jobs} job{'s' if jobs > 1 else ''})"
 
 
 def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
@@ -580,6 +586,9 @@ class _NoBar:
         return None
 
     def update(self, n: int = 1) -> None:
+        return None
+
+    def set_postfix_str(self, text: str) -> None:
         return None
 
     @staticmethod
