@@ -380,7 +380,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 if plan.manifest is not None:
                     _record(plan.manifest, outcome, settings)
 
-            if args.jobs > 1 and len(jobs) > 1:
+            if args.dask:
+                _run_dask(jobs, args.dask, plan.sources, take)
+            elif args.jobs > 1 and len(jobs) > 1:
                 _run_parallel(jobs, args.jobs, plan.sources, take)
             else:
                 _set_protect(plan.sources)
@@ -395,7 +397,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         left = len(jobs) - len(outcomes)
         print(f"{done} restored, {len(failures)} failed"
               f"{f', {left} not done (interrupted)' if stopped else ''}"
-              f"{_throughput(done, time.perf_counter() - started, args.jobs)}", file=sys.stderr)
+              f"{_throughput(done, time.perf_counter() - started, args.jobs, args.dask)}",
+              file=sys.stderr)
     if stopped is not None:
         print("genrestore: interrupted; files already written are complete"
               f"{' and in the manifest' if plan.manifest else ''}, no other output was written",
@@ -462,11 +465,12 @@ def _rate(done: int, seconds: float) -> str:
     return f"{done * 60.0 / seconds:.0f} clips/min" if seconds > 0 else ""
 
 
-def _throughput(done: int, seconds: float, jobs: int) -> str:
+def _throughput(done: int, seconds: float, jobs: int, dask: str | None = None) -> str:
     """`` in 12.3 s (487 clips/min, 2 jobs)``: the batch's wall time, start-up excluded."""
     if done == 0 or seconds <= 0:
         return ""
-    return f" in {seconds:.1f} s ({_rate(done, seconds)}, {jobs} job{'s' if jobs > 1 else ''})"
+    where = f"Dask {dask}" if dask else f"{jobs} job{'s' if jobs > 1 else ''}"
+    return f" in {seconds:.1f} s ({_rate(done, seconds)}, {where})"
 
 
 def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
@@ -518,6 +522,46 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(jobs: list[Job], address: str, protect: tuple[Path, ...],
+              take: Callable[[int, Outcome], None]) -> None:
+    """Run ``jobs`` as tasks of a Dask cluster (:func:`genrestore.parallel.dask_client`),
+    taking each outcome here, in this process, as it arrives (the manifest and the summary
+    are the client's).  A worker lost in the middle of a file has its task run again by Dask
+    on another worker; its output is then written again (atomically), which the plan allows:
+    it made sure that only this job writes that destination, and that it did not exist or may
+    be replaced.  A task that keeps killing its workers fails its file alone."""
+    from genrestore.parallel import dask_client
+
+    with dask_client(address) as client:
+        shared = client.scatter(protect, broadcast=True)
+        futures = {client.submit(_dask_job, dataclasses.replace(job, overwrite=True), shared,
+                                 pure=False): index
+                   for index, job in enumerate(jobs)}
+        from distributed import as_completed
+
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost cluster: that file fails
+                    outcome = (jobs[index], None, f"{jobs[index].source}: the Dask task failed "
+                                                  f"({type(exc).__name__}: {exc})")
+                take(index, outcome)
+        except KeyboardInterrupt:
+            client.cancel(list(futures))
+            raise
+
+
+def _dask_job(job: Job, protect: tuple[Path, ...]) -> Outcome:
+    """One file on a Dask worker: every source of the batch protected, one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    _set_protect(protect)
+    with threadpool_limits(limits=1):
+        return _run_job(job)
 
 
 def _pool(workers: int, protect: tuple[Path, ...]) -> ProcessPoolExecutor:
@@ -848,6 +892,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files processed in parallel (default: the number of cores)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs and report (never an input)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the files on a Dask cluster: a scheduler's address "
+                        "(tcp://host:8786) or local[:N] (N worker processes here); needs "
+                        "genrestore[cluster] and inputs and outputs on storage every worker sees")
     p.add_argument("--force", action="store_true",
                    help="restore again what the output folder's manifest shows done")
     p.add_argument("--dry-run", action="store_true",

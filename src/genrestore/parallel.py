@@ -1,5 +1,5 @@
 """Worker processes for batches (``restore``, ``report``, ``bench --clean``): how many by
-default, and one BLAS/OpenMP thread in each.
+default, and one BLAS/OpenMP thread in each; and a Dask cluster for ``restore --dask``.
 
 N workers on N cores, each with a thread pool as wide as the machine, oversubscribe it:
 every worker pins the thread pools of the numerical libraries to one thread, through
@@ -9,9 +9,13 @@ through the environment for those loaded later.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from genrestore.errors import ParameterError
 
 if TYPE_CHECKING:  # imported where a pool is made: one clip needs none
     from concurrent.futures import ProcessPoolExecutor
@@ -55,3 +59,38 @@ def worker_pool(workers: int, initializer: Callable[..., None] | None = None,
 
     return ProcessPoolExecutor(max_workers=workers, initializer=_start,
                                initargs=(initializer, initargs))
+
+
+@contextlib.contextmanager
+def dask_client(address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``address``: a scheduler's address (``tcp://host:8786``),
+    or ``local`` / ``local:N`` for a cluster of N worker processes on this machine (default:
+    the cores), one thread each, started here and stopped on the way out.  Needs the
+    ``cluster`` extra (``pip install 'genrestore[cluster]'``); imported only here."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ParameterError("--dask needs Dask's distributed scheduler: "
+                             "pip install 'genrestore[cluster]'") from exc
+    # Dask's own loggers say INFO on every start and stop; the CLI's level applies to them too.
+    for logger in ("distributed", "dask"):
+        logging.getLogger(logger).setLevel(max(logging.getLogger().level, logging.WARNING))
+    name, _, count = address.partition(":")
+    if name == "local":
+        try:
+            workers = int(count) if count else default_jobs()
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise ParameterError(f"--dask {address}: write local or local:N with N at least 1")
+        env = {variable: "1" for variable in THREAD_VARIABLES}
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None, env=env) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ParameterError(f"--dask {address}: cannot reach the scheduler ({exc})") from exc
+    with client:
+        yield client
