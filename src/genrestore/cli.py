@@ -7,6 +7,7 @@ Exit codes: 0 all good, 1 one or more files failed, 2 usage error (bad flag, pre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -14,7 +15,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -370,15 +371,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     show_bar = len(jobs) > 1 and not args.quiet and sys.stderr.isatty()
     stopped: _Stopped | None = None
-    previous = signal.signal(signal.SIGTERM, _stop)
+    stopper = _Stopper()
+    previous = {signum: signal.signal(signum, stopper) for signum in (signal.SIGINT,
+                                                                      signal.SIGTERM)}
     try:
         with _progress(len(jobs), show_bar, "file") as bar:
             def take(index: int, outcome: Outcome) -> None:
-                outcomes[index] = outcome
-                _report(outcome, failures, args.quiet, bar, args.explain)
-                bar.set_postfix_str(_rate(len(outcomes), time.perf_counter() - started))
-                if plan.manifest is not None:
-                    _record(plan.manifest, outcome, settings)
+                with stopper.shielded():  # a finished file is reported and recorded whole
+                    if index in outcomes:
+                        return
+                    outcomes[index] = outcome
+                    _report(outcome, failures, args.quiet, bar, args.explain)
+                    bar.set_postfix_str(_rate(len(outcomes), time.perf_counter() - started))
+                    if plan.manifest is not None:
+                        _record(plan.manifest, outcome, settings)
 
             if args.dask:
                 _run_dask(jobs, args.dask, plan.sources, take)
@@ -388,10 +394,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 _set_protect(plan.sources)
                 for index, job in enumerate(jobs):
                     take(index, _run_job(job))
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through _stop
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, through the stopper
         stopped = exc if isinstance(exc, _Stopped) else _Stopped(signal.SIGINT)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     done = sum(1 for _, result, _ in outcomes.values() if result is not None)
     if (len(jobs) + len(plan.refusals) > 1 or failures or stopped) and not args.quiet:
         left = len(jobs) - len(outcomes)
@@ -418,9 +425,31 @@ class _Stopped(KeyboardInterrupt):
         self.signum = int(signum)
 
 
-def _stop(signum: int, frame: object) -> None:
-    """SIGTERM in the main process: stop the batch as Ctrl-C does (exit status 143)."""
-    raise _Stopped(signum)
+class _Stopper:
+    """The running batch's SIGINT and SIGTERM handler: raises :class:`_Stopped` (exit status
+    130 or 143), except while a finished file is being reported and recorded
+    (:meth:`shielded`), where the stop waits until that is done."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.depth:
+            self.pending = signum
+            return
+        raise _Stopped(signum)
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending is not None:
+                signum, self.pending = self.pending, None
+                raise _Stopped(signum)
 
 
 def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
@@ -487,9 +516,9 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
     from concurrent.futures.process import BrokenProcessPool
 
     pending = deque(enumerate(jobs))
+    in_flight: dict[Future[Outcome], tuple[int, Job]] = {}
     pool = _pool(workers, protect)
     try:
-        in_flight: dict[Future[Outcome], tuple[int, Job]] = {}
         while pending or in_flight:
             while pending and len(in_flight) < workers:
                 index, job = pending.popleft()
@@ -497,12 +526,13 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                index, job = in_flight.pop(future)
+                index, job = in_flight[future]
                 try:
                     take(index, future.result())
                 except BrokenProcessPool:
                     broken = True
-                    in_flight[future] = (index, job)
+                    continue
+                del in_flight[future]  # after take: a stop in between takes it again (idempotent)
             if broken:
                 pool.shutdown(wait=True)
                 for future, (index, job) in sorted(in_flight.items(), key=lambda item: item[1][0]):
@@ -514,7 +544,8 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
                 pool = _pool(workers, protect)
     except KeyboardInterrupt:
         # Stopped: the jobs not started are dropped; those in flight end (a worker that got the
-        # signal too stops its file cleanly), and the ones that finished are still reported.
+        # signal too stops its file cleanly), and the ones that finished are still reported
+        # (``take`` ignores a job it has taken already).
         pool.shutdown(wait=True, cancel_futures=True)
         for future, (index, _) in sorted(in_flight.items(), key=lambda item: item[1][0]):
             if future.done() and not future.cancelled() and future.exception() is None:
