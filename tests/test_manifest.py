@@ -213,3 +213,23 @@ def test_the_progress_bar_shows_files_done_and_clips_per_minute(
     err = capsys.readouterr().err
     # tqdm's last frame: files done, its rate and time left, and the clips per minute.
     assert re.search(r"3/3 \[[^]]*, [0-9]+ clips/min\]", err), err
+
+
+def test_the_manifest_holds_from_another_folder_and_keeps_collisions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    clip(tmp_path / "in" / "a.wav", 300.0)
+    sf.write(tmp_path / "in" / "a.flac", 0.2 * np.ones(RATE // 2, np.float32), RATE)
+    monkeypatch.chdir(tmp_path)
+    args = ["restore", "in", "-o", "out/", "--preset", "none", "--jobs", "1"]
+    assert main(args) == 1  # a.wav and a.flac both map to out/a.wav: one is refused
+    first = file_digest(tmp_path / "out" / "a.wav")
+    # Run again from elsewhere, with --overwrite: the done file is skipped, and the other
+    # still collides with it rather than replacing its output.
+    monkeypatch.chdir(tmp_path / "in")
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "in"), "-o", f"{tmp_path / 'out'}/", "--preset",
+                 "none", "--jobs", "1", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "1 file(s) already done" in err
+    assert "collide" in err
+    assert file_digest(tmp_path / "out" / "a.wav") == first

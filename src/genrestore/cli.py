@@ -307,9 +307,13 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
         decision = None
         if manifest is not None and settings is not None:
             decision = manifest.decide(src, dst, settings, force=force)
-            if decision.action == "skip":  # done: its output is the one written then
-                done.append((src, dst))
-                continue
+        place: object = key if key is not None else _place(dst)
+        if decision is not None and decision.action == "skip":
+            # Done: its output is the one written then; it still claims that destination, so
+            # another file of the batch mapped there collides instead of replacing it.
+            taken.setdefault(place, src)
+            done.append((src, dst))
+            continue
         if key is not None and key in kept:
             refusals.append((src, f"{src}: output {dst} exists in the folder being restored and "
                                   f"is never replaced there (it may be an input): delete it, or "
@@ -319,7 +323,6 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
             refusals.append((src, f"{src}: output {dst} is an input of this batch "
                                   f"({sources[key]}); refusing to overwrite it"))
             continue
-        place: object = key if key is not None else _place(dst)
         if place in taken:
             refusals.append((src, f"{src}: output {dst} would collide with the output of "
                                   f"{taken[place]}"))
@@ -460,14 +463,14 @@ def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
     def finite(value: float) -> float | None:
         return round(value, 2) if np.isfinite(value) else None
 
-    try:
+    try:  # absolute paths: the same batch run from another folder finds its records
         digest = file_digest(job.source)
         if result is None:
-            record = Record(str(job.source), digest, settings, __version__, "failed",
-                            str(job.destination), error=error)
+            record = Record(os.path.abspath(job.source), digest, settings, __version__, "failed",
+                            os.path.abspath(job.destination), error=error)
         else:
-            record = Record(str(job.source), digest, settings, __version__, "done",
-                            str(result.destination), file_digest(result.destination),
+            record = Record(os.path.abspath(job.source), digest, settings, __version__, "done",
+                            os.path.abspath(result.destination), file_digest(result.destination),
                             finite(result.output_lufs), finite(result.output_true_peak_dbtp))
         manifest.append(record)
     except OSError as exc:  # the batch goes on; the file is redone on the next run
