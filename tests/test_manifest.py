@@ -233,3 +233,37 @@ def test_the_manifest_holds_from_another_folder_and_keeps_collisions(
     assert "1 file(s) already done" in err
     assert "collide" in err
     assert file_digest(tmp_path / "out" / "a.wav") == first
+
+
+def test_a_folder_restored_beside_itself_is_redone_from_its_manifest(
+        batch: tuple[Path, Path], capsys: pytest.CaptureFixture) -> None:
+    """Beside the inputs, STEM_restored.wav is kept as a possible input, unless the manifest
+    shows it is genrestore's own output of STEM, unchanged: then --force and changed settings
+    replace it; an output edited by hand is still never replaced."""
+    src, _ = batch
+    beside = ["restore", str(src), "--preset", "none", "--jobs", "1"]
+    assert main(beside) == 0
+    assert (src / MANIFEST_NAME).is_file()
+    outputs = sorted(src.glob("*_restored.wav"))
+    assert len(outputs) == 3
+    before = stamps(src)
+    capsys.readouterr()
+    assert main(beside) == 0  # done: nothing redone
+    assert "3 file(s) already done" in capsys.readouterr().err
+    assert stamps(src) == before
+    assert main([*beside, "--force"]) == 0
+    after = stamps(src)
+    assert all(after[p] != before[p] for p in outputs)
+    assert all(after[p] == before[p] for p in src.glob("c?.wav"))  # inputs untouched
+    digests = {p: file_digest(p) for p in outputs}
+    assert main([*beside, "--bits", "16"]) == 0  # settings changed: redone at 16 bits
+    assert all(sf.info(p).subtype == "PCM_16" for p in outputs)
+    assert all(file_digest(p) != digests[p] for p in outputs)
+    edited = src / "c1_restored.wav"
+    clip(edited, 1000.0)  # the user's own edit of an output
+    mine = file_digest(edited)
+    capsys.readouterr()
+    assert main([*beside, "--force"]) == 1
+    assert "never replaced there" in capsys.readouterr().err
+    assert file_digest(edited) == mine
+    assert len(list(src.glob("*_restored_restored.wav"))) == 0

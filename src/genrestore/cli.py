@@ -288,25 +288,32 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
                 report_folder = Path(os.path.commonpath([dst.parent for _, dst, _ in planned]))
             except ValueError:  # absolute and relative paths mixed
                 report_folder = planned[0][1].parent
+    one_file = len(planned) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    manifest = None if settings is None or kind == "file" or one_file else Manifest(report_folder)
+    decisions = [manifest.decide(src, dst, settings, force=force)
+                 if manifest is not None and settings is not None else None
+                 for src, dst, _ in planned]
+    # An earlier output beside its input is kept (it may be an input), unless the manifest
+    # shows it is genrestore's own output of that input, unchanged since: then a redo (changed
+    # settings or input, --force) replaces it like any output of a batch.
+    ours = {_identity(dst) for (_, dst, _), decision in zip(planned, decisions, strict=True)
+            if decision is not None and decision.action == "redo" and decision.replace_output
+            } - {None}
+    skipped_kept = [f for f in skipped if _identity(f) not in ours]
     sources: dict[tuple[int, int], Path] = {}
-    for src in [src for src, _, _ in planned] + skipped:
+    for src in [src for src, _, _ in planned] + skipped_kept:
         key = _identity(src)
         if key is not None:
             sources.setdefault(key, src)
-    kept = {_identity(f) for f in skipped}
+    kept = {_identity(f) for f in skipped_kept}
     pairs: list[tuple[Path, Path, str]] = []
     refusals: list[tuple[Path, str]] = []
     taken: dict[object, Path] = {}
-    one_file = len(planned) == 1 and len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    manifest = None if settings is None or kind == "file" or one_file else Manifest(report_folder)
     done: list[tuple[Path, Path]] = []
     reasons: list[str] = []
     replace: list[bool] = []
-    for src, dst, fmt in planned:
+    for (src, dst, fmt), decision in zip(planned, decisions, strict=True):
         key = _identity(dst)
-        decision = None
-        if manifest is not None and settings is not None:
-            decision = manifest.decide(src, dst, settings, force=force)
         place: object = key if key is not None else _place(dst)
         if decision is not None and decision.action == "skip":
             # Done: its output is the one written then; it still claims that destination, so
@@ -334,7 +341,7 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
         pairs.append((src, dst, fmt))
         reasons.append("new" if decision is None or decision.action == "new" else decision.reason)
         replace.append(overwrite or bool(decision and decision.replace_output))
-    every = [src for src, _, _ in planned] + skipped
+    every = [src for src, _, _ in planned] + skipped_kept
     return BatchPlan(tuple(pairs), tuple(refusals), tuple(dict.fromkeys(every)),
                      tuple(skipped + in_output), report_folder, manifest, tuple(done),
                      tuple(reasons), tuple(replace))
@@ -882,8 +889,10 @@ _RESTORE_EPILOG = """\
 When a folder is walked, files under the -o folder are not inputs, and, when
 the outputs go beside the inputs, STEM_restored.wav/.flac beside a STEM.* is
 taken as an earlier output: it is skipped (not restored again; the count is
-printed) and never replaced, even with --overwrite (it may be an input).  To
-restore such a folder again, delete the earlier outputs or use -o FOLDER.  A
+printed) and never replaced, even with --overwrite (it may be an input), unless
+the folder's manifest shows genrestore wrote it from STEM.* and it is unchanged
+since: then --force or changed settings redo it.  Otherwise, to restore such a
+folder again, delete the earlier outputs or use -o FOLDER.  A
 file named on the command line is always an input.  A file name starting with
 '-': write ./-x.wav, or put -- before the file names.
 
