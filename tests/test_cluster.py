@@ -95,6 +95,31 @@ def test_a_worker_killed_mid_batch_loses_no_file(tmp_path: Path) -> None:
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
 
+def test_a_cluster_task_never_replaces_a_file_the_plan_did_not_allow(tmp_path: Path) -> None:
+    """Tasks run with the plan's own overwrite flag: a file that appeared at a destination
+    after the plan is refused and kept, unless it holds exactly what the task writes (its
+    own output, written before its worker was lost)."""
+    from genrestore import cli
+
+    _clips(tmp_path / "in", 2, 1.0)
+    reference = tmp_path / "ref"
+    assert main(["restore", str(tmp_path / "in"), "-o", f"{reference}/", "--jobs", "1",
+                 "-q"]) == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = [cli.Job(tmp_path / "in" / f"c{i:02d}.wav", out / f"c{i:02d}.wav", "auto", {},
+                    44100, "24", "wav", False) for i in range(2)]
+    (out / "c00.wav").write_bytes(b"the user's own file")  # appeared after the plan
+    (out / "c01.wav").write_bytes((reference / "c01.wav").read_bytes())  # a lost task's output
+    outcomes: dict[int, tuple] = {}
+    cli._run_dask(jobs, "local:1", (), lambda i, outcome: outcomes.__setitem__(i, outcome))
+    assert outcomes[0][1] is None
+    assert "exists" in outcomes[0][2]
+    assert (out / "c00.wav").read_bytes() == b"the user's own file"
+    assert outcomes[1][2] is None
+    assert (out / "c01.wav").read_bytes() == (reference / "c01.wav").read_bytes()
+
+
 def test_without_the_cluster_extra_dask_is_a_usage_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     _clips(tmp_path / "in", 2, 1.0)

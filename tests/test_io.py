@@ -69,6 +69,22 @@ def test_existing_output_needs_overwrite_and_inputs_are_never_replaced(tmp_path:
     assert not list(tmp_path.glob(".*.part")), "no temporary file may be left behind"
 
 
+def test_keep_identical_accepts_only_the_same_bytes(tmp_path: Path) -> None:
+    """A write run again after its worker was lost finds its own output: exactly the bytes it
+    writes, so no error; any other existing file is still refused and left as it was."""
+    x = sine(440, 44100, 0.2)
+    out = write_audio(tmp_path / "o.wav", x, 44100)
+    assert write_audio(out, x, 44100, keep_identical=True) == out
+    mine = write_audio(tmp_path / "mine.wav", 0.5 * x, 44100)
+    before = mine.read_bytes()
+    with pytest.raises(AudioFileError, match="exists"):
+        write_audio(mine, x, 44100, keep_identical=True)
+    assert mine.read_bytes() == before
+    with pytest.raises(AudioFileError, match="exists"):  # the same audio as 16-bit: other bytes
+        write_audio(out, x, 44100, bits="16", keep_identical=True)
+    assert not list(tmp_path.glob(".*.part")), "no temporary file may be left behind"
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077, 0o002], ids=oct)
 def test_outputs_get_the_permissions_of_any_new_file(tmp_path: Path, umask: int,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrestore import __version__
+from genrestore import __version__, cli
 from genrestore.cli import main
 from genrestore.manifest import MANIFEST_NAME, Manifest, file_digest
 
@@ -267,3 +267,63 @@ def test_a_folder_restored_beside_itself_is_redone_from_its_manifest(
     assert "never replaced there" in capsys.readouterr().err
     assert file_digest(edited) == mine
     assert len(list(src.glob("*_restored_restored.wav"))) == 0
+
+
+def test_an_input_changed_while_restored_is_redone_next_time(
+        batch: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest holds the input's hash from before its restore: an input edited while it
+    was being restored is not taken as done with the edit."""
+    src, out = batch
+    real = cli.restore_file
+
+    def edited_meanwhile(source: Path, *args: object, **kwargs: object) -> object:
+        result = real(source, *args, **kwargs)
+        if Path(source).name == "c1.wav":
+            clip(Path(source), 990.0)  # the user saves a new take while it is restored
+        return result
+
+    monkeypatch.setattr(cli, "restore_file", edited_meanwhile)
+    assert restore(src, out) == 0
+    monkeypatch.setattr(cli, "restore_file", real)
+    manifest = Manifest(out)
+    settings = lines(out)[0]["settings"]
+    decision = manifest.decide(src / "c1.wav", out / "c1.wav", settings)
+    assert (decision.action, decision.reason) == ("redo", "input changed")
+    assert manifest.decide(src / "c0.wav", out / "c0.wav", settings).action == "skip"
+
+
+def test_an_output_written_as_the_stop_came_is_recorded(
+        batch: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """SIGINT lands after c0's output is in place but before its outcome is taken: the output
+    is complete, so it is recorded, and the next run does not redo it."""
+    src, out = batch
+    real = cli.restore_file
+
+    def stopped_after_the_write(source: Path, *args: object, **kwargs: object) -> object:
+        result = real(source, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # the batch's handler raises here
+        return result
+
+    monkeypatch.setattr(cli, "restore_file", stopped_after_the_write)
+    assert restore(src, out) == 130
+    assert "was written as the batch stopped; recorded" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "restore_file", real)
+    (record,) = lines(out)
+    assert (Path(record["output"]).name, record["status"]) == ("c0.wav", "done")
+    assert record["output_sha256"] == file_digest(out / "c0.wav")
+    before = (out / "c0.wav").stat().st_mtime_ns
+    assert restore(src, out) == 0
+    assert "1 file(s) already done" in capsys.readouterr().err
+    assert (out / "c0.wav").stat().st_mtime_ns == before
+
+
+def test_a_second_signal_while_stopping_changes_nothing() -> None:
+    stopper = cli._Stopper()
+    with pytest.raises(KeyboardInterrupt) as stop:
+        stopper(signal.SIGTERM, None)
+    assert stop.value.signum == signal.SIGTERM
+    stopper(signal.SIGINT, None)  # ignored: the batch is already winding down
+    with stopper.shielded():
+        stopper(signal.SIGINT, None)
+    assert stopper.pending is None

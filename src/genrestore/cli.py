@@ -49,6 +49,8 @@ class Job:
     bits: str
     file_format: str
     overwrite: bool
+    keep_identical: bool = False  # a re-run after a lost worker: its own output is no error
+    input_sha256: str | None = None  # the input's hash when the job was made (for the manifest)
 
 
 Outcome = tuple[Job, "FileResult | None", str | None]
@@ -98,7 +100,8 @@ def _run_job(job: Job) -> Outcome:
     try:
         result = restore_file(job.source, job.destination, preset=job.preset,
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
-                              overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT)
+                              overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT,
+                              keep_identical=job.keep_identical)
     except FILE_ERRORS as exc:
         return job, None, _one_line(job.source, exc)
     except _Terminated:
@@ -368,8 +371,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if plan.skipped and not args.quiet:
         print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) found in the folders "
               f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
-    jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, replace)
+    # The manifest records each input's hash from before its restore (an input changed while
+    # it is restored is then redone by the next run, never taken as done).
+    jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, replace,
+                input_sha256=_digest(src) if plan.manifest is not None else None)
             for (src, dst, fmt), replace in zip(plan.pairs, plan.replace, strict=True)]
+    stamps = [_stamp(job.destination) for job in jobs]
     failures: list[str] = [message for _, message in plan.refusals]
     for message in failures:
         _error(message)
@@ -406,6 +413,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     take(index, _run_job(job))
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, through the stopper
         stopped = exc if isinstance(exc, _Stopped) else _Stopped(signal.SIGINT)
+        stopper.stopping = True  # more signals while the batch winds down are not a new stop
+        # A file whose output landed as the stop came, before its outcome was taken, is
+        # complete (outputs are written atomically): record it rather than leave it unknown.
+        for index, job in enumerate(jobs):
+            if index not in outcomes and _stamp(job.destination) != stamps[index]:
+                _error(f"{job.source}: output {job.destination} was written as the batch "
+                       f"stopped" + ("; recorded in the manifest" if plan.manifest else ""))
+                if plan.manifest is not None:
+                    _record(plan.manifest, (job, None, None), settings)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -443,11 +459,15 @@ class _Stopper:
     def __init__(self) -> None:
         self.depth = 0
         self.pending: int | None = None
+        self.stopping = False  # set once the stop is under way: later signals change nothing
 
     def __call__(self, signum: int, frame: object) -> None:
+        if self.stopping:
+            return
         if self.depth:
             self.pending = signum
             return
+        self.stopping = True
         raise _Stopped(signum)
 
     @contextlib.contextmanager
@@ -459,22 +479,44 @@ class _Stopper:
             self.depth -= 1
             if not self.depth and self.pending is not None:
                 signum, self.pending = self.pending, None
+                self.stopping = True
                 raise _Stopped(signum)
 
 
+def _digest(path: Path) -> str | None:
+    """A file's SHA-256, or None when it cannot be read (its job then fails and says why)."""
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, modification time, size) of an existing file: it changes when a file lands."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
-    """Append one file's outcome to the manifest (inputs and outputs hashed here, after the
-    output was written)."""
+    """Append one file's outcome to the manifest: the input's hash from before its restore
+    (the job's), the output's hashed here.  An outcome with neither result nor error is an
+    output that landed as the batch stopped: done, its figures unknown."""
     job, result, error = outcome
 
     def finite(value: float) -> float | None:
         return round(value, 2) if np.isfinite(value) else None
 
     try:  # absolute paths: the same batch run from another folder finds its records
-        digest = file_digest(job.source)
-        if result is None:
+        digest = job.input_sha256 or file_digest(job.source)
+        if error is not None:
             record = Record(os.path.abspath(job.source), digest, settings, __version__, "failed",
                             os.path.abspath(job.destination), error=error)
+        elif result is None:
+            record = Record(os.path.abspath(job.source), digest, settings, __version__, "done",
+                            os.path.abspath(job.destination), file_digest(job.destination))
         else:
             record = Record(os.path.abspath(job.source), digest, settings, __version__, "done",
                             os.path.abspath(result.destination), file_digest(result.destination),
@@ -519,8 +561,9 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
     A worker that dies (killed by the OOM killer, a crash) breaks the pool: the jobs that were
     in flight are then re-run one at a time in a pool of their own, so the one that dies again
     fails alone ("worker died"), and the rest of the batch goes on in a fresh pool.  A re-run
-    may replace its own destination (written before the pool broke): the plan made sure that
-    only this job writes there and that it did not exist or may be overwritten.
+    finding its own destination written before the pool broke is no error when that file holds
+    exactly what the re-run writes (restoring is deterministic); anything else there is
+    replaced only if the plan allowed it (``--overwrite``, or the manifest's own output).
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -547,7 +590,8 @@ def _run_parallel(jobs: list[Job], workers: int, protect: tuple[Path, ...],
                 pool.shutdown(wait=True)
                 for future, (index, job) in sorted(in_flight.items(), key=lambda item: item[1][0]):
                     if isinstance(future.exception(), BrokenProcessPool):
-                        take(index, _run_alone(dataclasses.replace(job, overwrite=True), protect))
+                        take(index, _run_alone(dataclasses.replace(job, keep_identical=True),
+                                               protect))
                     else:
                         take(index, future.result())
                 in_flight.clear()
@@ -570,15 +614,16 @@ def _run_dask(jobs: list[Job], address: str, protect: tuple[Path, ...],
     """Run ``jobs`` as tasks of a Dask cluster (:func:`genrestore.parallel.dask_client`),
     taking each outcome here, in this process, as it arrives (the manifest and the summary
     are the client's).  A worker lost in the middle of a file has its task run again by Dask
-    on another worker; its output is then written again (atomically), which the plan allows:
-    it made sure that only this job writes that destination, and that it did not exist or may
-    be replaced.  A task that keeps killing its workers fails its file alone."""
+    on another worker; an output the lost worker had already written holds exactly what the
+    new run writes (restoring is deterministic), which is no error; anything else found at the
+    destination is replaced only if the plan allowed it.  A task that keeps killing its
+    workers fails its file alone."""
     from genrestore.parallel import dask_client
 
     with dask_client(address) as client:
-        shared = client.scatter(protect, broadcast=True)
-        futures = {client.submit(_dask_job, dataclasses.replace(job, overwrite=True), shared,
-                                 pure=False): index
+        (shared,) = client.scatter([protect], broadcast=True)  # one object, even when empty
+        futures = {client.submit(_dask_job, dataclasses.replace(job, keep_identical=True),
+                                 shared, pure=False): index
                    for index, job in enumerate(jobs)}
         from distributed import as_completed
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import filecmp
 import logging
 import os
 import secrets
@@ -211,6 +212,7 @@ def write_audio(
     file_format: str | None = None,
     overwrite: bool = False,
     protect: tuple[str | os.PathLike[str], ...] = (),
+    keep_identical: bool = False,
 ) -> Path:
     """Write ``(channels, samples)`` audio atomically and return the path written.
 
@@ -218,6 +220,10 @@ def write_audio(
     dither is wanted) or ``"32f"`` (float, samples kept as they are).  ``file_format`` is
     ``"wav"`` or ``"flac"`` (default: from the extension).  An existing file is replaced
     only with ``overwrite=True``; a path in ``protect`` (the inputs) is never replaced.
+    With ``keep_identical=True``, an existing file that already holds exactly the bytes this
+    call would write is not an error (it is rewritten with the same bytes): a task run again
+    after its worker was lost once it had written its output; any other existing file is
+    still refused, and left as it was.
     """
     dst = Path(path)
     fmt = (file_format or dst.suffix.lstrip(".")).lower()
@@ -234,7 +240,8 @@ def write_audio(
         exists = dst.exists()
     except OSError as exc:  # a folder on the way that cannot be searched
         raise AudioFileError(dst, _os_reason(exc, "write")) from exc
-    if exists and not overwrite:
+    refused = exists and not overwrite
+    if refused and not keep_identical:
         raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
     arr = np.asarray(audio)
     if arr.ndim != 2:
@@ -246,9 +253,22 @@ def write_audio(
         if clipped:
             log.warning("%s: %d samples clipped at full scale on write", dst, clipped)
         frames, subtype = np.ascontiguousarray(ints.T), f"PCM_{bits}"
-    _write_atomic(dst, lambda tmp: sf.write(os.fsencode(tmp), frames, int(sample_rate),
-                                             subtype=subtype, format=fmt.upper()))
+    def write(tmp: Path) -> None:
+        sf.write(os.fsencode(tmp), frames, int(sample_rate), subtype=subtype,
+                 format=fmt.upper())
+        if refused and not _same_bytes(tmp, dst):
+            raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
+
+    _write_atomic(dst, write)
     return dst
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (False when ``b`` cannot be read)."""
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
 
 
 #: Under this much free space a failed write is reported as a full disk.
@@ -274,6 +294,8 @@ def _write_atomic(dst: Path, write: Callable[[Path], object]) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if isinstance(exc, AudioFileError):
+            raise
         if isinstance(exc, OSError):
             raise AudioFileError(dst, _os_reason(exc, "write")) from exc
         if isinstance(exc, sf.SoundFileError):

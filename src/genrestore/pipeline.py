@@ -273,11 +273,14 @@ def restore_file(
     overwrite: bool = False,
     overrides: Overrides | None = None,
     protect: Sequence[str | os.PathLike[str]] = (),
+    keep_identical: bool = False,
 ) -> FileResult:
     """Read ``source``, restore it, dither and write ``destination`` atomically.
 
     The input is never overwritten, nor any path in ``protect`` (e.g. every source of a
-    batch); an existing output only with ``overwrite=True``.
+    batch); an existing output only with ``overwrite=True``, or with ``keep_identical=True``
+    when it already holds exactly the bytes this run writes (see
+    :func:`~genrestore.io.write_audio`).
     Errors are :class:`~genrestore.errors.AudioFileError` or
     :class:`~genrestore.errors.ParameterError` whose message names the file.
     """
@@ -289,12 +292,14 @@ def restore_file(
     out = result.audio
     if bits != "32f":
         out = dither(out, bits=int(bits), seed=chosen.dither.seed, shape=chosen.dither.shape)
-    write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
-                overwrite=overwrite, protect=(src, *protect))
     # Dither moves neither figure by 0.01 (TPDF at 16 bits is about -98 dBFS of noise and
     # one step of 3e-5 on the peaks), so the loudness stage's own figures stand for the file.
+    # Measured before the write: once the output is in place, nothing is left to do but
+    # return (a batch stopped in between would otherwise hold an output it cannot record).
     lufs, peak = result.output_levels or (integrated_lufs(out, result.sample_rate),
                                           true_peak_dbtp(out))
+    write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
+                overwrite=overwrite, protect=(src, *protect), keep_identical=keep_identical)
     return FileResult(
         source=src,
         destination=dst,
