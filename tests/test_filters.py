@@ -32,7 +32,7 @@ def test_fft_helpers_round_trip_and_keep_single_precision() -> None:
     np.testing.assert_allclose(back, x, atol=1e-5)
 
 
-@pytest.mark.parametrize("n", [8, 2048, 2816])
+@pytest.mark.parametrize("n", [1, 2, 8, 2048, 2816])
 def test_hann_is_scipys_periodic_hann(n: int) -> None:
     np.testing.assert_allclose(filters.hann(n), signal.get_window("hann", n), atol=1e-15)
 

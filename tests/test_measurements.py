@@ -353,3 +353,19 @@ def test_decimated_mean_is_the_running_mean_at_the_kept_frames(frames: int, size
     power = np.random.default_rng(frames).random((2, frames, 33)).astype(np.float32)
     expected = ndimage.uniform_filter1d(power, size, axis=-2, mode="nearest")[..., ::step, :]
     np.testing.assert_allclose(_decimated_mean(power, size, step), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("samples", [0, 1, 2, 3])
+def test_welch_on_a_clip_of_a_few_samples_is_finite(samples: int) -> None:
+    """A clip shorter than a segment is one segment; one sample or none has no power (its
+    mean is removed) rather than NaN or a division by zero."""
+    x = np.full((2, samples), 0.5, dtype=np.float32)
+    x[:, ::2] = -0.25
+    freqs, psd = an.welch_psd(x, 32000, 4096)
+    assert np.all(np.isfinite(psd))
+    assert freqs.shape == psd.shape
+    if samples >= 2:
+        _, ref = signal.welch(x, fs=32000, nperseg=samples, axis=-1)
+        np.testing.assert_allclose(psd, ref.mean(axis=0), rtol=1e-6, atol=1e-12)
+    else:
+        assert np.all(psd == 0.0)

@@ -257,6 +257,8 @@ def welch_psd(audio: np.ndarray, sample_rate: int, nperseg: int
     on a 30 s mono clip here, in bounded memory, and without scipy's import."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     nperseg = min(x.shape[-1], nperseg)
+    if nperseg < 2 or x.shape[0] == 0:  # nothing to analyse: no power at any frequency
+        return np.zeros(1), np.zeros(1)
     step = nperseg - nperseg // 2
     window = hann(nperseg)
     count = (x.shape[-1] - nperseg) // step + 1

@@ -45,7 +45,10 @@ def irfft(spec: np.ndarray, n: int, axis: int = -1) -> np.ndarray:
 
 
 def hann(n: int) -> np.ndarray:
-    """The periodic Hann window of ``n`` points (``scipy.signal.get_window("hann", n)``)."""
+    """The periodic Hann window of ``n`` points (``scipy.signal.get_window("hann", n)``,
+    which is ``[1.0]`` for one point)."""
+    if n == 1:
+        return np.ones(1)
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
