@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from genrestore.filters import hann, kaiser_lowpass, running_mean, sosfilt
-from genrestore.io import probe, read_audio
+from genrestore.errors import AudioFileError, ParameterError
+from genrestore.filters import SosStream, hann, kaiser_lowpass, running_mean, sosfilt, windowed_rfft
+from genrestore.io import MIN_DURATION_S, read_blocks
 from genrestore.spectral import (
     OVERLAP,
     Spectrogram,
+    default_n_fft,
     stft,
     track_minima,
     tracker_steps,
@@ -256,24 +258,9 @@ def welch_psd(audio: np.ndarray, sample_rate: int, nperseg: int
     transformed a chunk at a time in one FFT call instead of one call per segment: 4x faster
     on a 30 s mono clip here, in bounded memory, and without scipy's import."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    nperseg = min(x.shape[-1], nperseg)
-    if nperseg < 2 or x.shape[0] == 0:  # nothing to analyse: no power at any frequency
-        return np.zeros(1), np.zeros(1)
-    step = nperseg - nperseg // 2
-    window = hann(nperseg)
-    count = (x.shape[-1] - nperseg) // step + 1
-    view = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[:, ::step][:, :count]
-    total = np.zeros(nperseg // 2 + 1)
-    for first in range(0, count, _WELCH_CHUNK):
-        segments = view[:, first : first + _WELCH_CHUNK]
-        centred = segments - segments.mean(axis=-1, keepdims=True, dtype=np.float64)
-        centred *= window
-        spec = np.fft.rfft(centred, axis=-1)
-        total += (spec.real**2 + spec.imag**2).sum(axis=(0, 1))
-    scale = float(np.sum(window**2)) * sample_rate * count * x.shape[0]
-    psd = total / scale
-    psd[1 : -1 if nperseg % 2 == 0 else None] *= 2.0  # one-sided: all but DC and Nyquist
-    return np.fft.rfftfreq(nperseg, 1.0 / sample_rate), psd
+    welch = _WelchSum(x.shape[0], nperseg)
+    welch.add(x)
+    return welch.psd(sample_rate)
 
 
 def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -423,35 +410,17 @@ def noise_floors_dbfs(audio: np.ndarray, sample_rate: int, tops_hz: Sequence[flo
     one minimum-statistics tracking (the analysis reads the floor over the whole band and
     under the cutoff, for the guard, at the cost of one)."""
     spec = spec or stft(audio, sample_rate)
-    freqs = spec.freqs_hz
     data = spec.data
-    if data.shape[-2] > 4 * OVERLAP:  # frames that overlap the zero padding read low
-        data = data[..., OVERLAP - 1 : data.shape[-2] - OVERLAP + 1, :]
-    tracked: tuple[np.ndarray, float] | None = None
-    readings = []
-    for max_hz in tops_hz:
-        top = min(FLOOR_BAND_HZ[1], 0.95 * sample_rate / 2.0)
-        if max_hz is not None:
-            top = min(top, max_hz)
-        band = (freqs >= FLOOR_BAND_HZ[0]) & (freqs <= top)
-        if not band.any():
-            readings.append(float("-inf"))
-            continue
-        if tracked is None:
-            tracked = _tracked_floor(data, spec.hop / sample_rate, percentile)
-        readings.append(_floor_reading(tracked, band, percentile, spec.n_fft, sample_rate))
-    return tuple(readings)
-
-
-def _tracked_floor(data: np.ndarray, hop_s: float, percentile: float) -> tuple[np.ndarray, float]:
-    """Each bin's stationary floor (median over the clip of the uncorrected tracked minimum,
-    channels averaged) and the white-noise bias of the :func:`noise_floor_dbfs` statistic."""
-    power = data.real**2 + data.imag**2
-    step, span = tracker_steps(power.shape[-2], hop_s, _FLOOR_WINDOW_S, _FLOOR_SMOOTH_S)
-    tracked = track_minima(power, step, span, _FLOOR_BINS)  # decimated, uncorrected
-    floor = np.median(tracked, axis=-2).mean(axis=0).astype(np.float64)  # (bins,)
-    bias = _percentile_of_white(step, span, _FLOOR_BINS, tracked.shape[-2], float(percentile))
-    return floor, bias
+    first, last = _trimmed_range(data.shape[-2])
+    tracked = _tracked_bins(spec.freqs_hz, sample_rate)
+    tracker = None
+    if tracked.stop > tracked.start and any(
+            _floor_band(spec.freqs_hz, sample_rate, top).any() for top in tops_hz):
+        tracker = _FloorTracker(data.shape[0], last - first, data.shape[-1], spec.hop / sample_rate,
+                                tracked)
+        part = data[..., first:last, :]
+        tracker.add(part.real**2 + part.imag**2, last=True)
+    return _readings(tracker, spec.freqs_hz, sample_rate, spec.n_fft, tops_hz, percentile)
 
 
 def _floor_reading(tracked: tuple[np.ndarray, float], band: np.ndarray, percentile: float,
@@ -671,39 +640,11 @@ def rms_dbfs(audio: np.ndarray) -> float:
 
 
 def analyze(audio: np.ndarray, sample_rate: int) -> Analysis:
-    """Measure ``(channels, samples)`` audio once; stages read what they need from it."""
+    """Measure ``(channels, samples)`` audio once; stages read what they need from it.  The
+    clip is measured a block of :data:`BLOCK_SAMPLES` at a time (:func:`analyze_blocks`), so
+    the measurement of a long clip needs little memory beyond the clip itself."""
     x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    spectrum = LongTermSpectrum(*long_term_spectrum(x, sample_rate))
-    cutoff = estimate_cutoff_hz(x, sample_rate, spectrum=spectrum)
-    spec = stft(x, sample_rate)  # shared by the noise floors and the top-band flatness
-    floor, floor_under_cutoff = noise_floors_dbfs(x, sample_rate, (None, cutoff), spec=spec)
-    level = rms_dbfs(x)
-    runs, clipped = clipped_runs(x)
-    flatness = top_band_flatness(x, sample_rate, cutoff, spec=spec)
-    lufs, lra = loudness_and_range(x, sample_rate)
-    return Analysis(
-        sample_rate=int(sample_rate),
-        channels=int(x.shape[0]),
-        duration_s=x.shape[-1] / sample_rate,
-        cutoff_hz=cutoff,
-        top_band_flatness=flatness,
-        top_band_noise_like=flatness > NOISE_LIKE_FLATNESS,
-        noise_floor_dbfs=floor,
-        snr_db=level - floor if np.isfinite(level) else 0.0,
-        integrated_lufs=lufs,
-        loudness_range_lu=lra,
-        sample_peak_dbfs=sample_peak_dbfs(x),
-        true_peak_dbtp=true_peak_dbtp(x),
-        overs=int(np.count_nonzero(np.abs(x) > 1.0)),
-        clipped_runs=runs,
-        clipped_samples=clipped,
-        dc_offset=dc_offset(x),
-        crest_factor_db=crest_factor_db(x),
-        interchannel_correlation=interchannel_correlation(x),
-        is_mono=is_mono(x),
-        noise_floor_under_cutoff_dbfs=floor_under_cutoff,
-        spectrum=spectrum,
-    )
+    return analyze_blocks(array_blocks(x), sample_rate, x.shape[0])
 
 
 def analyze_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -712,8 +653,616 @@ def analyze_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises :class:`~genrestore.errors.AudioFileError` (naming the file) for unreadable input.
     """
-    info = probe(path)
-    audio, rate = read_audio(path)
-    fields: dict[str, Any] = analyze(audio, rate).to_dict()
+    info, blocks = read_blocks(path, BLOCK_SAMPLES)
+    try:
+        analysis = analyze_blocks(blocks, info.sample_rate, info.channels, source=str(path))
+    except ParameterError as exc:
+        raise AudioFileError(path, str(exc).removeprefix(f"{path}: ")) from exc
+    fields: dict[str, Any] = analysis.to_dict()
     fields["sample_rate_hz"] = fields.pop("sample_rate")
     return {"file": str(path), "format": info.format, "subtype": info.subtype, **fields}
+
+
+# ---------------------------------------------------------------------------------------------
+# Block-wise analysis: every measurement above, accumulated over a file read a block at a time
+# (two passes: the second needs the cutoff, the channels' extremes and peaks of the first).
+# ---------------------------------------------------------------------------------------------
+
+#: Samples per block when a clip is measured a block at a time (about 5.5 s at 48 kHz): a
+#: clip this short is one block; a longer one never has more than a block's worth of
+#: intermediate arrays in memory.
+BLOCK_SAMPLES = 1 << 18
+
+#: A block source: called once per pass, it yields the clip's ``(channels, samples)`` float32
+#: blocks in order (any sizes).
+Blocks = Callable[[], Iterable[np.ndarray]]
+
+
+def array_blocks(audio: np.ndarray, size: int = BLOCK_SAMPLES) -> Blocks:
+    """A :data:`Blocks` source over an in-memory ``(channels, samples)`` array."""
+    x = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, x.shape[-1], size):
+            yield x[:, start:start + size]
+
+    return blocks
+
+
+class _WelchSum:
+    """:func:`welch_psd`'s sum of segment periodograms, a block at a time (the segments'
+    grid is the whole clip's: samples not yet in a whole segment wait for the next block)."""
+
+    def __init__(self, channels: int, nperseg: int) -> None:
+        self._segments(nperseg)
+        self.channels = channels
+        self.held = np.zeros((channels, 0), dtype=np.float32)
+        self.count = 0
+
+    def _segments(self, n: int) -> None:
+        self.n = n
+        self.step = n - n // 2
+        self.window = hann(n) if n >= 2 else np.ones(1)
+        self.total = np.zeros(n // 2 + 1)
+
+    def add(self, block: np.ndarray) -> None:
+        x = np.concatenate([self.held, block], axis=-1) if self.held.size else block
+        usable = (x.shape[-1] - self.n) // self.step + 1 if x.shape[-1] >= self.n else 0
+        if usable:
+            view = np.lib.stride_tricks.sliding_window_view(x, self.n, axis=-1)[:, ::self.step]
+            view = view[:, :usable]
+            for first in range(0, usable, _WELCH_CHUNK):
+                segments = view[:, first:first + _WELCH_CHUNK]
+                centred = segments - segments.mean(axis=-1, keepdims=True, dtype=np.float64)
+                centred *= self.window
+                spec = np.fft.rfft(centred, axis=-1)
+                self.total += (spec.real**2 + spec.imag**2).sum(axis=(0, 1))
+            self.count += usable
+        self.held = x[:, usable * self.step:].copy()
+
+    def psd(self, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.count == 0 and self.held.shape[-1] >= 2:
+            # A clip shorter than a segment is one segment of its own length.
+            held = self.held
+            self._segments(held.shape[-1])
+            self.held = np.zeros((self.channels, 0), dtype=np.float32)
+            self.add(held)
+        if self.count == 0 or self.channels == 0:
+            return np.zeros(1), np.zeros(1)
+        scale = float(np.sum(self.window**2)) * sample_rate * self.count * self.channels
+        psd = self.total / scale
+        psd[1 : -1 if self.n % 2 == 0 else None] *= 2.0  # one-sided: all but DC and Nyquist
+        return np.fft.rfftfreq(self.n, 1.0 / sample_rate), psd
+
+
+class _LoudnessSum:
+    """The K-weighted cumulative energy at every gating block's edges (400 ms and 3 s blocks
+    every 100 ms), a block at a time: :func:`loudness_and_range` without the whole clip."""
+
+    def __init__(self, channels: int, sample_rate: int) -> None:
+        self.rate = sample_rate
+        self.filter = SosStream(k_weighting_sos(sample_rate), channels)
+        self.step = round(_STEP_S * sample_rate)
+        self.blocks = (round(_BLOCK_S * sample_rate), round(3.0 * sample_rate))
+        self.done = 0  # weighted samples summed so far
+        self.total = np.zeros(channels)
+        self.positions: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        self.values: list[np.ndarray] = [np.zeros((channels, 1))]
+
+    def add(self, block: np.ndarray) -> None:
+        self._sum(self.filter.process(block))
+
+    def finish(self) -> None:
+        self._sum(self.filter.flush())
+
+    def _sum(self, weighted: np.ndarray) -> None:
+        m = weighted.shape[-1]
+        if m == 0:
+            return
+        a = self.done
+        cumulative = np.cumsum(weighted * weighted, axis=-1)
+        cumulative += self.total[:, None]
+        wanted = [np.arange(-(-(a + 1) // self.step) * self.step, a + m + 1, self.step)]
+        for size in self.blocks:
+            first = max(a + 1, size)
+            k0 = -(-(first - size) // self.step)
+            wanted.append(np.arange(size + k0 * self.step, a + m + 1, self.step))
+        positions = np.unique(np.concatenate(wanted))
+        self.positions.append(positions)
+        self.values.append(cumulative[:, positions - a - 1])
+        self.total = cumulative[:, -1].copy()
+        self.done = a + m
+
+    def energies(self, block: int) -> np.ndarray:
+        """:func:`_block_loudness`'s block energies for blocks of ``block`` samples."""
+        if self.done < block:
+            return np.zeros(0)
+        positions = np.concatenate(self.positions)
+        values = np.concatenate(self.values, axis=1)
+        starts = np.arange(0, self.done - block + 1, self.step)
+        at = np.searchsorted(positions, starts)
+        until = np.searchsorted(positions, starts + block)
+        return ((values[:, until] - values[:, at]) / block).sum(axis=0)
+
+
+class _Sums:
+    """Sums and extremes per channel (level, DC, peaks, overs, correlation, mid and side)."""
+
+    def __init__(self, channels: int) -> None:
+        self.n = 0
+        self.sum = np.zeros(channels)
+        self.square = np.zeros(channels)
+        self.high = np.full(channels, -np.inf)
+        self.low = np.full(channels, np.inf)
+        self.overs = 0
+        self.cross = 0.0
+        self.side = 0.0
+        self.mid = 0.0
+        self.identical = True
+
+    def add(self, block: np.ndarray) -> None:
+        x = block.astype(np.float64)
+        self.n += x.shape[-1]
+        self.sum += x.sum(axis=-1)
+        self.square += np.einsum("ij,ij->i", x, x)
+        if x.shape[-1]:
+            self.high = np.maximum(self.high, x.max(axis=-1))
+            self.low = np.minimum(self.low, x.min(axis=-1))
+        self.overs += int(np.count_nonzero(np.abs(block) > 1.0))
+        if x.shape[0] == 2:
+            self.cross += float(x[0] @ x[1])
+            self.identical = self.identical and bool(np.array_equal(block[0], block[1]))
+            side, mid = x[0] - x[1], x[0] + x[1]
+            self.side += float(side @ side) / 4.0
+            self.mid += float(mid @ mid) / 4.0
+
+    @property
+    def peaks(self) -> np.ndarray:
+        """Each channel's largest magnitude."""
+        return np.maximum(np.abs(self.high), np.abs(self.low))
+
+    def mean_square(self) -> float:
+        return float(self.square.sum() / max(self.n * self.sum.size, 1))
+
+    def dc_offset(self) -> float:
+        means = self.sum / max(self.n, 1)
+        return float(means[np.argmax(np.abs(means))])
+
+    def correlation(self) -> float:
+        """:func:`interchannel_correlation` from the sums."""
+        if self.sum.size < 2 or self.identical:
+            return 1.0
+        left = self.square[0] - self.sum[0] ** 2 / self.n
+        right = self.square[1] - self.sum[1] ** 2 / self.n
+        norm = float(np.sqrt(max(left, 0.0) * max(right, 0.0)))
+        return float((self.cross - self.sum[0] * self.sum[1] / self.n) / norm) if norm > 0 else 0.0
+
+    def width_db(self) -> float:
+        """:func:`stereo_width_db` from the sums."""
+        if self.sum.size < 2 or self.side == 0.0:
+            return float("-inf")
+        return float(_db(self.side / max(self.mid, 1e-30)))
+
+
+class _ClipRuns:
+    """:func:`clipped_runs` a block at a time, from the channels' extremes of the first pass;
+    a run that crosses a block boundary is carried to the next block."""
+
+    def __init__(self, high: np.ndarray, low: np.ndarray, length: int, min_run: int = 3,
+                 tolerance: float = CLIP_FLATNESS) -> None:
+        self.length = length
+        self.min_run = min_run
+        self.sides = []  # (channel, sign, extreme, level, step)
+        for c, (top, bottom) in enumerate(zip(high, low, strict=True)):
+            for sign, extreme in ((1.0, float(top)), (-1.0, -float(bottom))):
+                if extreme > 0.0 and length >= min_run:
+                    self.sides.append((c, sign, extreme, np.float32(extreme * (1.0 - tolerance)),
+                                       max(extreme * CLIP_MIN_STEP, CLIP_MIN_STEP_ABS)))
+        self.open: dict[int, tuple[int, bool]] = {}  # side -> (start, entered by a step)
+        self.last: np.ndarray | None = None  # the previous block's last samples
+        self.offset = 0
+        self.runs = 0
+        self.samples = 0
+
+    def _close(self, start: int, end: int, before: bool, after: bool) -> None:
+        if end - start >= self.min_run and not (start == 0 and end == self.length) \
+                and before and after:
+            self.runs += 1
+            self.samples += end - start
+
+    def add(self, block: np.ndarray) -> None:
+        n = block.shape[-1]
+        if n == 0:
+            return
+        for k, (c, sign, extreme, level, step) in enumerate(self.sides):
+            channel = block[c]
+            top = channel >= level if sign > 0 else channel <= -level
+            edges = np.diff(np.concatenate([[0], top.astype(np.int8), [0]]))
+            starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            pending = self.open.pop(k, None)
+            if pending is not None and not (starts.size and starts[0] == 0):
+                # The run open at the end of the last block ended with it.
+                self._close(pending[0], self.offset, pending[1],
+                            sign * float(channel[0]) < extreme - step)
+                pending = None
+            for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+                if i == 0 and pending is not None:
+                    start, before = pending
+                else:
+                    start = self.offset + int(s)
+                    if s > 0:
+                        before = sign * float(channel[s - 1]) < extreme - step
+                    elif self.last is not None:
+                        before = sign * float(self.last[c]) < extreme - step
+                    else:
+                        before = True
+                if e == n:  # runs on into the next block
+                    self.open[k] = (start, before)
+                else:
+                    self._close(start, self.offset + int(e), before,
+                                sign * float(channel[e]) < extreme - step)
+        self.last = block[:, -1].copy()
+        self.offset += n
+
+    def finish(self) -> tuple[int, int]:
+        for start, before in self.open.values():
+            self._close(start, self.length, before, True)
+        self.open.clear()
+        return self.runs, self.samples
+
+
+#: Intervals interpolated at once by :class:`_TruePeakMax`.
+_TP_CHUNK = 1 << 16
+
+
+class _TruePeakMax:
+    """:func:`true_peak` a block at a time: the intervals it interpolates (around samples
+    within 6 dB of the channel's peak, known from the first pass), each from its 12 samples,
+    carried across block boundaries."""
+
+    def __init__(self, peaks: np.ndarray) -> None:
+        self.peaks = peaks.astype(np.float32)
+        channels = peaks.size
+        self.held = np.zeros((channels, 6), dtype=np.float32)  # zero padding before sample 0
+        self.start = -6  # absolute index of held[:, 0]
+        self.next = 0  # the next interval (the one that ends on this sample) to evaluate
+        self.length = 0
+        self.best = float(np.max(peaks, initial=0.0))
+
+    def add(self, block: np.ndarray) -> None:
+        self.length += block.shape[-1]
+        self.held = np.concatenate([self.held, block.astype(np.float32, copy=False)], axis=-1)
+        self._evaluate(self.start + self.held.shape[-1] - 6)
+
+    def finish(self) -> float:
+        self.held = np.concatenate([self.held, np.zeros((self.held.shape[0], 6), np.float32)],
+                                   axis=-1)
+        self._evaluate(self.length + 1)
+        return self.best
+
+    def _evaluate(self, until: int) -> None:
+        """Intervals ``next .. until - 1``: each needs samples ``j - 6 .. j + 5``."""
+        first, last = self.next, until
+        if last <= first:
+            return
+        for c in range(self.held.shape[0]):
+            peak = float(self.peaks[c])
+            if peak == 0.0:
+                continue
+            # near[i] for i in first - 1 .. last (False outside the clip)
+            idx = np.arange(first - 1, last + 1)
+            inside = (idx >= 0) & (idx < self.length if self.length else False)
+            values = np.zeros(idx.size, dtype=np.float32)
+            values[inside] = self.held[c, idx[inside] - self.start]
+            near = inside & (np.abs(values) >= np.float32(_TP_NEAR) * np.float32(peak))
+            chosen = near[:-2] | near[1:-1]  # interval j: near[j - 1] or near[j]
+            if first == 0:
+                chosen[0] = near[1] | near[2]  # true_peak's first window: near[0] or near[1]
+            js = np.flatnonzero(chosen) + first
+            if js.size == 0:
+                continue
+            windows = np.lib.stride_tricks.sliding_window_view(self.held[c], 12)
+            for part in range(0, js.size, _TP_CHUNK):  # bounded temporaries on dense peaks
+                chosen_windows = windows[js[part:part + _TP_CHUNK] - 6 - self.start]
+                between = np.abs(chosen_windows @ _TP_TAPS)
+                self.best = max(self.best, float(between.max(initial=0.0)))
+        self.next = last
+        keep = self.next - 6 - self.start  # samples the next interval still needs
+        self.held = self.held[:, max(keep, 0):]
+        self.start += max(keep, 0)
+
+
+class _Frames:
+    """The frames of :func:`~genrestore.spectral.stft` (same padding, window and hop) of a
+    clip given a block at a time, as ``(channels, frames, bins)`` complex64 chunks."""
+
+    def __init__(self, channels: int, length: int, n_fft: int) -> None:
+        self.n, self.hop = n_fft, n_fft // OVERLAP
+        self.total = -(-(length + n_fft - self.hop) // self.hop)
+        self.held = np.zeros((channels, n_fft - self.hop), dtype=np.float32)
+        self.done = 0
+        self.window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+
+    def add(self, block: np.ndarray) -> np.ndarray:
+        self.held = np.concatenate([self.held, block.astype(np.float32, copy=False)], axis=-1)
+        return self._frames(min(self.total - self.done, self._whole()))
+
+    def finish(self) -> np.ndarray:
+        pad = (self.total - self.done - 1) * self.hop + self.n - self.held.shape[-1]
+        if pad > 0:
+            self.held = np.concatenate([self.held, np.zeros((self.held.shape[0], pad),
+                                                            np.float32)], axis=-1)
+        return self._frames(self.total - self.done)
+
+    def _whole(self) -> int:
+        size = self.held.shape[-1]
+        return (size - self.n) // self.hop + 1 if size >= self.n else 0
+
+    def _frames(self, count: int) -> np.ndarray:
+        if count <= 0:
+            return np.zeros((self.held.shape[0], 0, self.n // 2 + 1), dtype=np.complex64)
+        view = np.lib.stride_tricks.sliding_window_view(self.held, self.n, axis=-1)[:, ::self.hop]
+        spec = windowed_rfft(view[:, :count], self.window)
+        self.held = self.held[:, count * self.hop:]
+        self.done += count
+        return spec
+
+
+#: The per-bin median of the tracked floor over a long clip (more tracked values than
+#: :data:`_EXACT_FLOOR_BYTES` hold, about 4 minutes of stereo) is read from a histogram of
+#: their level: steps of :data:`_HIST_STEP_DB` from :data:`_HIST_LOW_DB` (everything under it,
+#: but exact zeros, counts there) to :data:`_HIST_HIGH_DB` (|X|^2 of full-scale audio is
+#: about 60 dB at 2048 points), so the median is within 0.05 dB of the exact one in bounded
+#: memory.  Which way is chosen depends on the clip's length only, so a clip measured a block
+#: at a time reads what it reads measured at once.
+_EXACT_FLOOR_BYTES = 32 << 20
+_HIST_LOW_DB, _HIST_HIGH_DB, _HIST_STEP_DB = -200.0, 120.0, 0.1
+_HIST_LEVELS = round((_HIST_HIGH_DB - _HIST_LOW_DB) / _HIST_STEP_DB) + 2  # zero, then the steps
+
+
+class _FloorTracker:
+    """:func:`noise_floors_dbfs`'s minimum-statistics tracking over the frames of a clip given
+    a chunk at a time: each chunk is tracked with enough frames either side (a halo) that its
+    values equal those of tracking the whole clip, and only the histogram of the tracked
+    levels per bin is kept, from which each bin's median over the clip is read."""
+
+    def __init__(self, channels: int, frames: int, bins: int, hop_s: float,
+                 tracked_bins: slice) -> None:
+        self.frames = frames  # the trimmed frames of the whole clip
+        self.step, self.span = tracker_steps(frames, hop_s, _FLOOR_WINDOW_S, _FLOOR_SMOOTH_S)
+        self.halo = (self.span + 3) * self.step
+        self.bins = tracked_bins
+        count = len(range(*tracked_bins.indices(bins)))
+        exact = channels * count * self.decimated() * 4 <= _EXACT_FLOOR_BYTES
+        self.kept: list[np.ndarray] | None = [] if exact else None
+        self.hist = None if exact else np.zeros((channels, count, _HIST_LEVELS), dtype=np.int32)
+        self.held = np.zeros((channels, 0, bins), dtype=np.float32)
+        self.held_from = 0  # trimmed frame index of held[:, 0]
+        self.core = 0  # frames before this one are counted
+        self.received = 0
+
+    def add(self, power: np.ndarray, *, last: bool = False) -> None:
+        self.held = np.concatenate([self.held, power], axis=-2) if self.held.shape[-2] else power
+        self.received += power.shape[-2]
+        chunk = max(2 * self.halo, 1024 // self.step * self.step)  # frames tracked at once
+        while True:
+            end = self.frames if last else (self.received - self.halo) // self.step * self.step
+            end = min(end, self.core + chunk) if not last else end
+            if end <= self.core:
+                return
+            self._track(self.core, end)
+            self.core = end
+            if last and end >= self.frames:
+                return
+
+    def _track(self, start: int, end: int) -> None:
+        lo = max(0, start - self.halo)
+        hi = min(self.frames, end + self.halo)
+        window = self.held[:, lo - self.held_from:hi - self.held_from]
+        tracked = track_minima(window, self.step, self.span, _FLOOR_BINS)
+        first = (start - lo) // self.step
+        count = -(-(end - start) // self.step)
+        self._count(tracked[:, first:first + count, self.bins])
+        drop = max(0, end - self.halo) - self.held_from  # frames no later chunk needs
+        if drop > 0:
+            self.held = self.held[:, drop:]
+            self.held_from += drop
+
+    def _count(self, tracked: np.ndarray) -> None:
+        if self.kept is not None:
+            self.kept.append(tracked)
+            return
+        assert self.hist is not None
+        with np.errstate(divide="ignore"):
+            level = 10.0 * np.log10(tracked.astype(np.float64))
+        index = np.clip(np.floor((level - _HIST_LOW_DB) / _HIST_STEP_DB) + 1, 1,
+                        _HIST_LEVELS - 1).astype(np.int64)
+        index[tracked <= 0.0] = 0
+        count = index.shape[-1]
+        offsets = np.arange(count, dtype=np.int64) * _HIST_LEVELS
+        for channel, levels in enumerate(index):  # 64 bins' counts at a time: small temporaries
+            for lo in range(0, count, 64):
+                hi = min(count, lo + 64)
+                counts = np.bincount((levels[:, lo:hi] + offsets[:hi - lo]).ravel(),
+                                     minlength=(hi - lo) * _HIST_LEVELS)
+                self.hist[channel, lo:hi] += counts.reshape(hi - lo, _HIST_LEVELS).astype(np.int32)
+
+    def floor(self, bins: int) -> np.ndarray:
+        """Each bin's median tracked floor over the clip, channels averaged (zero outside the
+        tracked bins)."""
+        out = np.zeros(bins)
+        if self.kept is not None:
+            out[self.bins] = np.median(np.concatenate(self.kept, axis=-2), axis=-2).mean(axis=0)
+            return out
+        assert self.hist is not None
+        centres = np.concatenate([[0.0], 10.0 ** ((_HIST_LOW_DB + (np.arange(1, _HIST_LEVELS)
+                                                                     - 0.5) * _HIST_STEP_DB) / 10.0)])
+        median = np.zeros(self.hist.shape[:2])
+        for lo in range(0, median.shape[1], 64):  # 64 bins at a time: small temporaries
+            cumulative = np.cumsum(self.hist[:, lo:lo + 64], axis=-1)
+            total = cumulative[..., -1:]
+            below = np.argmax(cumulative > (total - 1) // 2, axis=-1)  # the two middle ranks
+            above = np.argmax(cumulative > total // 2, axis=-1)
+            median[:, lo:lo + 64] = (centres[below] + centres[above]) / 2.0
+        out[self.bins] = median.mean(axis=0)
+        return out
+
+    def decimated(self) -> int:
+        return -(-self.frames // self.step)
+
+
+def _floor_band(freqs: np.ndarray, sample_rate: int, max_hz: float | None) -> np.ndarray:
+    top = min(FLOOR_BAND_HZ[1], 0.95 * sample_rate / 2.0)
+    if max_hz is not None:
+        top = min(top, max_hz)
+    return (freqs >= FLOOR_BAND_HZ[0]) & (freqs <= top)
+
+
+def _tracked_bins(freqs: np.ndarray, sample_rate: int) -> slice:
+    """The bins any floor reading looks at (:data:`FLOOR_BAND_HZ` at this rate)."""
+    inside = np.flatnonzero(_floor_band(freqs, sample_rate, None))
+    return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
+
+
+class _Flatness:
+    """:func:`top_band_flatness`'s per-frame energy and flatness, a chunk of frames at a time."""
+
+    def __init__(self, band: slice) -> None:
+        self.band = band
+        self.energy: list[np.ndarray] = []
+        self.flatness: list[np.ndarray] = []
+
+    def add(self, spec: np.ndarray) -> None:
+        power = (np.abs(spec[..., self.band]) ** 2).mean(axis=0).astype(np.float64) + 1e-30
+        energy = power.mean(axis=-1)
+        self.energy.append(energy)
+        self.flatness.append(np.exp(np.log(power).mean(axis=-1)) / energy)
+
+    def result(self) -> float:
+        energy, flatness = np.concatenate(self.energy), np.concatenate(self.flatness)
+        busy = energy > energy.max(initial=0.0) * 1e-4
+        return float(np.median(flatness[busy])) if np.any(busy) else 0.0
+
+
+def _readings(tracker: _FloorTracker | None, freqs: np.ndarray, sample_rate: int, n_fft: int,
+              tops_hz: Sequence[float | None], percentile: float) -> tuple[float, ...]:
+    """The noise floor under each top of the band, from one tracking (``None``: none ran)."""
+    if tracker is None:
+        return tuple(float("-inf") for _ in tops_hz)
+    bias = _percentile_of_white(tracker.step, tracker.span, _FLOOR_BINS, tracker.decimated(),
+                                float(percentile))
+    floor = tracker.floor(freqs.size)
+    readings = []
+    for max_hz in tops_hz:
+        band = _floor_band(freqs, sample_rate, max_hz)
+        readings.append(_floor_reading((floor, bias), band, percentile, n_fft, sample_rate)
+                        if band.any() else float("-inf"))
+    return tuple(readings)
+
+
+def _top_band(freqs: np.ndarray, n_fft: int, sample_rate: int, cutoff_hz: float) -> slice:
+    """The bins of :func:`top_band_flatness`'s band, 0.75 x ``cutoff_hz`` to the cutoff."""
+    if cutoff_hz <= 0:
+        return slice(0, 0)
+
+    def bin_of(freq_hz: float) -> int:
+        return min(max(round(freq_hz * n_fft / sample_rate), 0), n_fft // 2)
+
+    return slice(bin_of(0.75 * cutoff_hz), bin_of(cutoff_hz) + 1)
+
+
+def _trimmed_range(frames: int) -> tuple[int, int]:
+    """The frames the floor is tracked over: those that overlap the zero padding read low."""
+    return (OVERLAP - 1, frames - OVERLAP + 1) if frames > 4 * OVERLAP else (0, frames)
+
+
+def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
+                   source: str = "<array>") -> Analysis:
+    """:func:`analyze` of a clip given by a :data:`Blocks` source, read twice: the memory it
+    needs does not grow with the clip's length (a block's worth of arrays, the gating blocks'
+    energies and a few figures per STFT hop), and the figures equal :func:`analyze`'s on the
+    whole clip (to rounding) whatever the blocks' sizes.  A clip under
+    :data:`~genrestore.io.MIN_DURATION_S` is a :class:`ParameterError` naming ``source``."""
+    # Pass 1: the long-term spectrum, loudness, sums, extremes, the length.
+    welch = _WelchSum(channels, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
+    loudness = _LoudnessSum(channels, sample_rate)
+    sums = _Sums(channels)
+    for block in blocks():
+        welch.add(block)
+        loudness.add(block)
+        sums.add(block)
+    length = sums.n
+    if length < MIN_DURATION_S * sample_rate:
+        raise ParameterError(f"{source}: too short ({length} samples; at least "
+                             f"{MIN_DURATION_S:g} s is needed)")
+    loudness.finish()
+    freqs, psd = welch.psd(sample_rate)
+    spectrum = LongTermSpectrum(freqs, _db(psd))
+    cutoff = estimate_cutoff_hz(np.zeros((channels, 0)), sample_rate, spectrum=spectrum)
+    # Pass 2: the STFT's noise floors and top band, clipped runs, true peak.
+    n_fft = default_n_fft(sample_rate)
+    frames = _Frames(channels, length, n_fft)
+    bin_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    first, last = _trimmed_range(frames.total)
+    tracked = _tracked_bins(bin_freqs, sample_rate)
+    tracker = (_FloorTracker(channels, last - first, bin_freqs.size, frames.hop / sample_rate,
+                             tracked) if tracked.stop > tracked.start else None)
+    top_band = _top_band(bin_freqs, n_fft, sample_rate, cutoff)
+    flat = top_band.stop - top_band.start >= 4  # top_band_flatness reads 0 otherwise
+    flatness = _Flatness(top_band)
+    runs = _ClipRuns(sums.high, sums.low, length)
+    peak = _TruePeakMax(sums.peaks)
+
+    def spectral(spec: np.ndarray, start: int, *, end: bool = False) -> None:
+        if flat and spec.shape[-2]:
+            flatness.add(spec)
+        if tracker is not None:
+            lo, hi = max(first, start), min(last, start + spec.shape[-2])
+            if hi > lo:
+                part = spec[:, lo - start:hi - start]
+                tracker.add(part.real**2 + part.imag**2, last=end)
+            elif end:
+                tracker.add(np.zeros((channels, 0, bin_freqs.size), np.float32), last=True)
+
+    for block in blocks():
+        start = frames.done
+        spectral(frames.add(block), start)
+        runs.add(block)
+        peak.add(block)
+    start = frames.done
+    spectral(frames.finish(), start, end=True)
+    floor, floor_under_cutoff = _readings(tracker, bin_freqs, sample_rate, n_fft, (None, cutoff),
+                                          10.0)
+    top_flatness = flatness.result() if flat else 0.0
+    mean_square = sums.mean_square()
+    level = float(_db(mean_square)) if mean_square > 0 else float("-inf")
+    peak_all = float(np.max(sums.peaks, initial=0.0))
+    rms = float(np.sqrt(mean_square))
+    clipped, clipped_samples = runs.finish()
+    true_peak_value = peak.finish()
+    lufs = gated_lufs(loudness.energies(loudness.blocks[0]))
+    lra = _range_lu(loudness.energies(loudness.blocks[1]))
+    return Analysis(
+        sample_rate=int(sample_rate),
+        channels=int(channels),
+        duration_s=length / sample_rate,
+        cutoff_hz=cutoff,
+        top_band_flatness=top_flatness,
+        top_band_noise_like=top_flatness > NOISE_LIKE_FLATNESS,
+        noise_floor_dbfs=floor,
+        snr_db=level - floor if np.isfinite(level) else 0.0,
+        integrated_lufs=lufs,
+        loudness_range_lu=lra,
+        sample_peak_dbfs=float(20.0 * np.log10(peak_all)) if peak_all > 0 else float("-inf"),
+        true_peak_dbtp=(float(20.0 * np.log10(true_peak_value)) if true_peak_value > 0
+                        else float("-inf")),
+        overs=sums.overs,
+        clipped_runs=clipped,
+        clipped_samples=clipped_samples,
+        dc_offset=sums.dc_offset(),
+        crest_factor_db=float(20.0 * np.log10(peak_all / rms)) if rms > 0 else 0.0,
+        interchannel_correlation=sums.correlation(),
+        is_mono=bool(channels == 1 or (channels == 2 and sums.width_db() <= -40.0)),
+        noise_floor_under_cutoff_dbfs=floor_under_cutoff,
+        spectrum=spectrum,
+    )

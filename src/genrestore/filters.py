@@ -127,7 +127,15 @@ def _plan(key: bytes, sections: int) -> tuple[np.ndarray, ...]:
 
 
 def _zero_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``scipy.signal.sosfilt(sos, x)`` along the last axis (float64, from rest).
+    """``scipy.signal.sosfilt(sos, x)`` along the last axis (float64, from rest)."""
+    return _blocked(sos, x)[0]
+
+
+def _blocked(sos: np.ndarray, x: np.ndarray, initial: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.sosfilt(sos, x)`` along the last axis (float64), from the state-space
+    state ``initial`` (``(rows, m)``; rest when ``None``), and the state after the last group
+    (the state after ``x`` when its length is a multiple of :data:`SPAN`).
 
     Blocks of :data:`_BLOCK` samples: the zero-state output of a block is its samples times
     a Toeplitz matrix of the impulse response; the state each block starts with is the
@@ -147,7 +155,7 @@ def _zero_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     fed = (blocks @ feed).reshape(count, groups, _GROUP, m)
     starts = (fed.reshape(count, groups, _GROUP * m) @ within).reshape(count, groups, _GROUP, m)
     ends = starts[:, :, -1, :] @ one + fed[:, :, -1, :]  # each group's end state from rest
-    state = np.zeros((count, m))
+    state = np.zeros((count, m)) if initial is None else initial.reshape(count, m).copy()
     entering = np.empty((count, groups, m))
     for g in range(groups):
         entering[:, g] = state
@@ -155,7 +163,41 @@ def _zero_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     out += starts.reshape(count, groups * _GROUP, m) @ observe
     out = out.reshape(count, groups, span)
     out += entering @ carry
-    return out.reshape(*rows, groups * span)[..., :n]
+    return out.reshape(*rows, groups * span)[..., :n], state.reshape(*rows, m)
+
+
+#: Samples of one group of the blocked filter: :class:`SosStream` filters whole groups.
+SPAN = _BLOCK * _GROUP
+
+
+class SosStream:
+    """:func:`sosfilt` over consecutive pieces of a long signal, ``(rows, samples)`` each:
+    the pieces' outputs, joined, equal ``sosfilt`` of the joined input (to rounding).  Whole
+    groups of :data:`SPAN` samples are filtered as they arrive (the state is carried between
+    them); the rest waits for the next piece, so each output may lag its input by up to
+    ``SPAN - 1`` samples, and :meth:`flush` returns what is left."""
+
+    def __init__(self, sos: np.ndarray, rows: int) -> None:
+        self.sos = _sections(sos)
+        self.rows = rows
+        self.state: np.ndarray | None = None
+        self.pending = np.zeros((rows, 0))
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        data = np.concatenate([self.pending, np.asarray(x, dtype=np.float64)], axis=-1)
+        usable = data.shape[-1] // SPAN * SPAN
+        self.pending = data[:, usable:]
+        if usable == 0:
+            return np.zeros((self.rows, 0))
+        out, self.state = _blocked(self.sos, data[:, :usable], self.state)
+        return out
+
+    def flush(self) -> np.ndarray:
+        """The output of the samples still held back (the filter's state is then spent)."""
+        data, self.pending = self.pending, np.zeros((self.rows, 0))
+        if data.shape[-1] == 0:
+            return data
+        return _blocked(self.sos, data, self.state)[0]
 
 
 def _dc_gain(sos: np.ndarray) -> float:

@@ -185,6 +185,49 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise AudioFileError(p, problem) from exc
 
 
+def read_blocks(path: str | os.PathLike[str], size: int = 1 << 20
+                ) -> tuple[AudioInfo, Callable[[], Iterator[np.ndarray]]]:
+    """A file's header (:func:`probe`) and a source of its float32 ``(channels, samples)``
+    blocks of ``size`` samples (the last shorter), read from the file each time the source is
+    called: a long file is never in memory at once.
+
+    The checks of :func:`read_audio` hold block by block: a decoding error, a NaN or infinite
+    sample and more than two channels raise :class:`AudioFileError` naming the file (a NaN in
+    the last block is only found there: measure or restore nothing from a file before its
+    blocks have all been read once).  Too short a file is for the caller to refuse from the
+    samples it counted (the header's frame count is not always exact for MP3).
+    """
+    p = Path(path)
+    info = probe(p)
+    if info.channels > MAX_CHANNELS:
+        raise AudioFileError(p, f"{info.channels} channels; at most {MAX_CHANNELS} are supported")
+    if not MIN_RATE_HZ <= info.sample_rate <= MAX_RATE_HZ:
+        raise AudioFileError(p, f"sample rate {info.sample_rate} Hz is outside "
+                                f"{MIN_RATE_HZ}-{MAX_RATE_HZ} Hz")
+    mpeg = info.format == "MP3"
+
+    def blocks() -> Iterator[np.ndarray]:
+        try:
+            with _decoder_notes(p, mpeg):  # around each call, never across a yield
+                f = sf.SoundFile(os.fsencode(p))
+            with f:
+                while True:
+                    with _decoder_notes(p, mpeg):
+                        data = f.read(size, dtype="float32", always_2d=True)
+                    if data.shape[0] == 0:
+                        return
+                    if not np.all(np.isfinite(data)):
+                        bad = int(np.count_nonzero(~np.isfinite(data)))
+                        raise AudioFileError(p, f"{bad} NaN or infinite samples")
+                    yield np.ascontiguousarray(data.T)
+        except sf.SoundFileError as exc:
+            raise AudioFileError(p, f"cannot decode audio ({_sf_reason(exc)})") from exc
+        except OSError as exc:
+            raise AudioFileError(p, _os_reason(exc, "read")) from exc
+
+    return info, blocks
+
+
 def quantize(audio: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     """Round float audio to ``bits``-bit integers (clipping at full scale).
 

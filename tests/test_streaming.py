@@ -1,0 +1,164 @@
+"""Long files in bounded memory (issue 12, part 1): measuring a clip a block at a time gives
+what measuring it whole gives, in memory that does not grow with the clip."""
+
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy import signal
+
+from genrestore import analysis as an
+from genrestore import filters
+from genrestore.errors import AudioFileError
+from genrestore.io import read_blocks
+
+
+def _clip(rate: int, seconds: float, channels: int, seed: int = 0) -> np.ndarray:
+    """Music-like test material with everything the analysis looks at: tones that swell, hiss,
+    a silent stretch, a DC offset on one channel, flat clipped tops in several places (some
+    across the block boundaries the tests use) and a band limit."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    tones = sum(0.15 / k * np.sin(2 * np.pi * 220 * k * t + k) for k in range(1, 6))
+    x = np.stack([tones * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t + c)) for c in range(channels)])
+    x = signal.sosfilt(signal.butter(8, 9000, fs=rate, output="sos"), x, axis=-1)
+    x += 0.002 * rng.standard_normal(x.shape)
+    x[:, int(0.4 * x.shape[-1]):int(0.45 * x.shape[-1])] *= 0.0
+    x[0] += 0.01
+    peak = np.max(np.abs(x))
+    for centre in (4099 * 3 - 2, 77777, int(0.7 * x.shape[-1])):
+        x[:, centre - 3:centre + 4] = np.sign(x[:, centre:centre + 1]) * peak * 1.5
+    return np.clip(x, -peak, peak).astype(np.float32)
+
+
+def _same(a: an.Analysis, b: an.Analysis, tolerance: float = 1e-9) -> None:
+    for field in dataclasses.fields(a):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if field.name == "spectrum":
+            np.testing.assert_allclose(x.level_db, y.level_db, atol=1e-9)
+        elif isinstance(x, float) and not np.isfinite(x):
+            assert x == y, field.name
+        else:
+            assert x == pytest.approx(y, rel=tolerance, abs=tolerance), field.name
+
+
+@pytest.mark.parametrize(("rate", "seconds", "channels"), [(32000, 12.0, 1), (44100, 8.0, 2)])
+@pytest.mark.parametrize("block", [1000, 4099, 77777])
+def test_measuring_in_blocks_equals_measuring_the_whole_clip(rate: int, seconds: float,
+                                                             channels: int, block: int) -> None:
+    x = _clip(rate, seconds, channels)
+    whole = an.analyze(x, rate)
+    assert whole.clipped_runs == 3 * channels  # the flat tops, including those across blocks
+    _same(an.analyze_blocks(an.array_blocks(x, block), rate, channels), whole)
+
+
+def test_the_whole_clip_reads_what_each_measurement_reads_alone() -> None:
+    """The block-wise analysis is the same measurement as the functions it accumulates."""
+    rate = 44100
+    x = _clip(rate, 6.0, 2, seed=3)
+    result = an.analyze_blocks(an.array_blocks(x, 5000), rate, 2)
+    spec = an.stft(x, rate)
+    lufs, lra = an.loudness_and_range(x, rate)
+    assert result.integrated_lufs == pytest.approx(lufs, abs=1e-9)
+    assert result.loudness_range_lu == pytest.approx(lra, abs=1e-9)
+    assert result.true_peak_dbtp == pytest.approx(an.true_peak_dbtp(x), abs=1e-9)
+    assert (result.clipped_runs, result.clipped_samples) == an.clipped_runs(x)
+    assert result.cutoff_hz == an.estimate_cutoff_hz(x, rate)
+    assert result.noise_floor_dbfs == pytest.approx(an.noise_floor_dbfs(x, rate, spec=spec),
+                                                    abs=1e-9)
+    assert result.top_band_flatness == pytest.approx(
+        an.top_band_flatness(x, rate, result.cutoff_hz, spec=spec), abs=1e-9)
+    assert result.interchannel_correlation == pytest.approx(an.interchannel_correlation(x),
+                                                            abs=1e-9)
+    assert result.crest_factor_db == pytest.approx(an.crest_factor_db(x), abs=1e-9)
+    assert result.dc_offset == pytest.approx(an.dc_offset(x), abs=1e-12)
+
+
+def test_a_long_clip_reads_its_floor_from_a_histogram_within_its_step(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the size where every tracked value is kept, each bin's median comes from a
+    histogram of 0.1 dB steps: within half a step of the exact median, and the same in blocks."""
+    rate = 32000
+    x = _clip(rate, 10.0, 2, seed=5)
+    exact = an.analyze(x, rate)
+    monkeypatch.setattr(an, "_EXACT_FLOOR_BYTES", 0)
+    binned = an.analyze(x, rate)
+    assert binned.noise_floor_dbfs == pytest.approx(exact.noise_floor_dbfs, abs=an._HIST_STEP_DB / 2)
+    assert binned.noise_floor_under_cutoff_dbfs == pytest.approx(
+        exact.noise_floor_under_cutoff_dbfs, abs=an._HIST_STEP_DB / 2)
+    _same(an.analyze_blocks(an.array_blocks(x, 30011), rate, 2), binned)
+
+
+def test_a_clip_shorter_than_a_welch_segment_is_one_segment() -> None:
+    rate = 32000
+    x = _clip(rate, 0.11, 2)  # 3520 samples: the segment would be 4096
+    freqs, psd = signal.welch(x, fs=rate, nperseg=x.shape[-1], axis=-1)
+    result = an.analyze_blocks(an.array_blocks(x, 1000), rate, 2)
+    np.testing.assert_allclose(result.spectrum.freqs_hz, freqs)
+    reference = 10 * np.log10(psd.astype(np.float64).mean(axis=0))
+    audible = reference > -120.0  # scipy keeps float32 input in float32: its rounding floor
+    np.testing.assert_allclose(result.spectrum.level_db[audible], reference[audible], atol=1e-3)
+    assert audible.sum() > 100
+
+
+def test_a_filter_run_on_pieces_equals_one_run() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 50001))
+    sos = signal.butter(4, [0.05, 0.3], btype="band", output="sos")
+    stream = filters.SosStream(sos, 2)
+    pieces = [stream.process(x[:, a:a + size]) for a, size in
+              ((0, 10), (10, 4096), (4106, 1), (4107, 30000), (34107, 15894))]
+    out = np.concatenate([*pieces, stream.flush()], axis=-1)
+    np.testing.assert_allclose(out, signal.sosfilt(sos, x), atol=1e-11)
+
+
+def _write_long(path: Path, seconds: float, rate: int, channels: int) -> None:
+    rng = np.random.default_rng(2)
+    block = 1 << 18
+    total = int(seconds * rate)
+    with sf.SoundFile(path, "w", rate, channels, subtype="PCM_16") as f:
+        for start in range(0, total, block):
+            t = (start + np.arange(min(block, total - start))) / rate
+            x = 0.2 * np.sin(2 * np.pi * 330 * t) * (1 + 0.3 * np.sin(2 * np.pi * 0.2 * t))
+            f.write((x + 0.003 * rng.standard_normal((channels, t.size))).T.astype(np.float32))
+
+
+def test_a_ten_minute_file_is_measured_in_bounded_memory(tmp_path: Path) -> None:
+    """Ten minutes of 32 kHz mono are 77 MB as float32, and measuring them whole takes several
+    times that (the STFT alone is 300 MB); read and measured a block at a time, the memory
+    numpy allocates stays under half the float32 size of the file."""
+    path = tmp_path / "long.wav"
+    rate = 32000
+    _write_long(path, 600.0, rate, 1)
+    whole_bytes = 600 * rate * 4
+    tracemalloc.start()
+    try:
+        record = an.analyze_file(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_bytes / 2, f"peak {peak / 1e6:.0f} MB"
+    assert record["duration_s"] == pytest.approx(600.0)
+    assert record["integrated_lufs"] == pytest.approx(
+        an.integrated_lufs(sf.read(path, dtype="float32", frames=rate * 60)[0].T, rate), abs=1.0)
+
+
+def test_a_file_read_in_blocks_names_itself_in_its_errors(tmp_path: Path) -> None:
+    rate = 32000
+    bad = tmp_path / "late-nan.wav"
+    x = np.zeros((3 * rate, 1), np.float32)
+    x[-5] = np.nan
+    sf.write(bad, x, rate, subtype="FLOAT")
+    info, blocks = read_blocks(bad, size=rate)
+    assert (info.sample_rate, info.channels) == (rate, 1)
+    with pytest.raises(AudioFileError, match=r"late-nan\.wav.*1 NaN or infinite samples"):
+        list(blocks())
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(100, np.float32), rate)
+    with pytest.raises(AudioFileError, match=r"short\.wav.*too short"):
+        an.analyze_file(short)
