@@ -28,6 +28,7 @@ from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_aud
 from genrestore.manifest import Manifest, Record, file_digest, settings_digest
 from genrestore.parallel import default_jobs, worker_pool
 from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
+from genrestore.targets import TARGETS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -51,6 +52,7 @@ class Job:
     overwrite: bool
     keep_identical: bool = False  # a re-run after a lost worker: its own output is no error
     input_sha256: str | None = None  # the input's hash when the job was made (for the manifest)
+    target: str | None = None  # a delivery target (genrestore.targets), under the overrides
 
 
 Outcome = tuple[Job, "FileResult | None", str | None]
@@ -101,7 +103,7 @@ def _run_job(job: Job) -> Outcome:
         result = restore_file(job.source, job.destination, preset=job.preset,
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
                               overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT,
-                              keep_identical=job.keep_identical)
+                              keep_identical=job.keep_identical, target=job.target)
     except FILE_ERRORS as exc:
         return job, None, _one_line(job.source, exc)
     except _Terminated:
@@ -357,7 +359,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         overrides.setdefault(stage, {})[param] = value
     if args.stereo:
         overrides.setdefault("stereo", {})["enabled"] = True
-    preset = load_preset(args.preset, overrides)  # usage errors surface once, before any file
+    # Usage errors surface once, before any file.  A target's figures are loudness overrides
+    # under --set, so the preset (and the manifest's settings digest) carry them.
+    preset = load_preset(args.preset, overrides, target=args.target)
     settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
     plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
                       settings=settings, force=args.force)
@@ -374,7 +378,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # The manifest records each input's hash from before its restore (an input changed while
     # it is restored is then redone by the next run, never taken as done).
     jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, replace,
-                input_sha256=_digest(src) if plan.manifest is not None else None)
+                input_sha256=_digest(src) if plan.manifest is not None else None,
+                target=args.target)
             for (src, dst, fmt), replace in zip(plan.pairs, plan.replace, strict=True)]
     stamps = [_stamp(job.destination) for job in jobs]
     failures: list[str] = [message for _, message in plan.refusals]
@@ -834,6 +839,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_targets(args: argparse.Namespace) -> int:
+    for t in TARGETS.values():
+        print(f"{t.name:10s} {t.integrated_lufs:g} LUFS, {t.true_peak_dbtp:g} dBTP\n{'':10s} {t.source}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from genrestore.degrade import degrade
     from genrestore.io import write_audio
@@ -972,6 +983,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"preset name ({', '.join(preset_names())}) or a .toml file")
     p.add_argument("--set", action="append", metavar="STAGE.PARAM=VALUE",
                    help="override a preset parameter, e.g. denoise.strength=0.5 (repeatable)")
+    figures = ", ".join(f"{t.name} {t.integrated_lufs:g}/{t.true_peak_dbtp:g}"
+                        for t in TARGETS.values())
+    p.add_argument("--target", choices=list(TARGETS), metavar="PLATFORM",
+                   help=f"delivery target: sets the loudness and true-peak ceiling ({figures} "
+                        "LUFS/dBTP; sources: genrestore targets); --set loudness.* still wins")
     p.add_argument("--rate", type=int, default=44100, choices=OUTPUT_RATES_HZ)
     p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
     p.add_argument("--format", choices=OUTPUT_FORMATS,
@@ -1016,6 +1032,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the shipped presets")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("targets", help="list the delivery targets (--target) and their sources")
+    p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("demo", help="render the bundled example, degrade it, restore it")
     p.add_argument("--out", default="demo-output", help="folder for the example files")
