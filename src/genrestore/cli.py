@@ -764,13 +764,25 @@ def _error(message: str, bar: Any = None) -> None:
     (bar or _NoBar()).write(f"genrestore: error: {message}", file=sys.stderr)
 
 
+def _fold_down_text(mid_side_db: float, loss_db: float) -> str:
+    """``mid/side +4.1 dB, mono sum 1.2 dB down`` (the analysis's mono fold-down figures)."""
+    from genrestore.analysis import FOLD_DOWN_LIMIT_DB
+
+    if loss_db is None or not np.isfinite(loss_db):
+        return "mono fold-down n/a"
+    loss = ("mono sum silent (the channels cancel)" if loss_db >= FOLD_DOWN_LIMIT_DB
+            else f"mono sum {loss_db:.1f} dB down")
+    return f"mid/side {mid_side_db:+.1f} dB, {loss}"
+
+
 def _analysis_text(r: dict[str, Any]) -> str:
     nyquist = r["sample_rate_hz"] / 2
     cutoff = ("full band" if r["cutoff_hz"] >= 0.95 * nyquist else f"{r['cutoff_hz'] / 1000:.1f} kHz")
     top = "noise-like (codec)" if r["top_band_noise_like"] else "tonal"
     stereo = "mono" if r["channels"] == 1 else (
         "mono in disguise (two channels carrying the same signal)" if r["is_mono"] else
-        f"stereo, correlation {r['interchannel_correlation']:.2f}")
+        f"stereo, correlation {r['interchannel_correlation']:.2f}, "
+        f"{_fold_down_text(r['mid_side_db'], r['mono_fold_down_loss_db'])}")
     rows = [
         ("format", f"{r['format']} {r['subtype']}, {r['sample_rate_hz']} Hz, {r['channels']} ch, "
                    f"{r['duration_s']:.1f} s"),

@@ -25,10 +25,14 @@ from urllib.parse import quote
 import numpy as np
 
 from genrestore.analysis import (
+    FOLD_DOWN_LIMIT_DB,
+    FoldDown,
     estimate_cutoff_hz,
     integrated_lufs,
     loudness_range_lu,
+    mono_fold_down,
     noise_floor_dbfs,
+    stereo_sums,
     true_peak_dbtp,
 )
 from genrestore.errors import FILE_ERRORS, AudioFileError, ParameterError, display_path
@@ -65,13 +69,16 @@ class Figures:
     cutoff_hz: float
     noise_floor_dbfs: float
     loudness_range_lu: float
+    #: How a stereo version survives a mono sum (None for one channel).
+    fold_down: FoldDown | None = None
 
 
 def measure(audio: np.ndarray, sample_rate: int) -> Figures:
     x = np.atleast_2d(audio)
+    fold = mono_fold_down(stereo_sums(x)) if x.shape[0] == 2 else None
     return Figures(sample_rate, x.shape[0], integrated_lufs(x, sample_rate), true_peak_dbtp(x),
                    estimate_cutoff_hz(x, sample_rate), noise_floor_dbfs(x, sample_rate),
-                   loudness_range_lu(x, sample_rate))
+                   loudness_range_lu(x, sample_rate), fold)
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,19 @@ def _num(value: float, fmt: str) -> str:
     return format(value, fmt) if np.isfinite(value) else "n/a"
 
 
+def _fold_down(f: Figures) -> str:
+    """The mono fold-down cell: correlation, mid/side, and the loss of the mono sum."""
+    fold = f.fold_down
+    if fold is None:
+        return "n/a (mono)"
+    if not np.isfinite(fold.loss_db):
+        return "n/a (silent)"
+    loss = ("silent (the channels cancel)" if fold.loss_db >= FOLD_DOWN_LIMIT_DB
+            else f"{fold.loss_db:.1f} dB down")
+    return (f"correlation {fold.correlation:.2f}, mid/side {fold.mid_side_db:+.1f} dB, "
+            f"mono sum {loss}")
+
+
 def _figures_table(b: Figures, a: Figures) -> str:
     rows = [
         ("format", f"{b.sample_rate / 1000:g} kHz, {b.channels} ch",
@@ -161,6 +181,7 @@ def _figures_table(b: Figures, a: Figures) -> str:
         ("noise floor", _num(b.noise_floor_dbfs, ".1f") + " dBFS",
          _num(a.noise_floor_dbfs, ".1f") + " dBFS"),
         ("loudness range", f"{b.loudness_range_lu:.1f} LU", f"{a.loudness_range_lu:.1f} LU"),
+        ("mono fold-down", _fold_down(b), _fold_down(a)),
     ]
     body = "".join(f"<tr><th>{k}</th><td>{x}</td><td>{y}</td></tr>" for k, x, y in rows)
     return f'<table class="figures"><tr><th></th><th>before</th><th>after</th></tr>{body}</table>'
