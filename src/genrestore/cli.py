@@ -385,6 +385,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     failures: list[str] = [message for _, message in plan.refusals]
     for message in failures:
         _error(message)
+    if args.json:
+        for src, message in plan.refusals:
+            _print_json(_failed_json(src, None, message))
+        for src, dst in plan.done:
+            _print_json(_done_json(src, dst, plan.manifest))
     if plan.done and not args.quiet:
         print(f"genrestore: {len(plan.done)} file(s) already done with the same input and "
               f"settings (manifest {plan.manifest.path if plan.manifest else ''}); not restored "
@@ -403,7 +408,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     if index in outcomes:
                         return
                     outcomes[index] = outcome
-                    _report(outcome, failures, args.quiet, bar, args.explain)
+                    _report(outcome, failures, args.quiet, bar, args.explain, args.json)
                     bar.set_postfix_str(_rate(len(outcomes), time.perf_counter() - started))
                     if plan.manifest is not None:
                         _record(plan.manifest, outcome, settings)
@@ -741,21 +746,83 @@ def _progress(total: int, show: bool, unit: str) -> Any:
 
 
 def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
-            quiet: bool, bar: Any, explain: bool = False) -> int:
-    _, result, error = outcome
+            quiet: bool, bar: Any, explain: bool = False, as_json: bool = False) -> int:
+    """One finished file: its summary line (stdout; stderr with ``as_json``, where stdout
+    carries the file's JSON object instead), the ``--explain`` lines, or its error."""
+    job, result, error = outcome
     bar.update(1)
     if error is not None:
         failures.append(error)
         _error(error, bar)
+        if as_json:
+            bar.write(_json_line(_failed_json(job.source, job.destination, error)),
+                      file=sys.stdout)
+            sys.stdout.flush()  # as it finishes, also into a pipe
         return 0
     assert result is not None
+    human = sys.stderr if as_json else sys.stdout
+    if as_json:
+        bar.write(_json_line(_result_json(result)), file=sys.stdout)
+        sys.stdout.flush()
     if not quiet:
-        bar.write(_summary(result), file=sys.stdout)
+        bar.write(_summary(result), file=human)
         if explain:
             for r in result.reports:
                 bar.write(f"    {r.stage:9s} {'acted' if r.acted else 'idle '}  {r.summary}",
-                          file=sys.stdout)
+                          file=human)
     return 1
+
+
+def _finite(value: float | None) -> float | None:
+    """A figure for JSON: rounded, NaN and infinities as null."""
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), 3)
+
+
+def _result_json(result: FileResult) -> dict[str, Any]:
+    """``restore --json``: one restored file, the summary line's fields, units in the names."""
+    a = result.analysis
+    return {
+        "source": str(result.source), "destination": str(result.destination),
+        "status": "restored",
+        "input_lufs": _finite(a.integrated_lufs), "output_lufs": _finite(result.output_lufs),
+        "input_true_peak_dbtp": _finite(a.true_peak_dbtp),
+        "output_true_peak_dbtp": _finite(result.output_true_peak_dbtp),
+        "cutoff_hz": _finite(a.cutoff_hz) if a.cutoff_hz > 0 else None,
+        "full_band": bool(a.cutoff_hz > 0 and a.is_full_band),
+        "stages_acted": {r.stage: r.summary for r in result.reports
+                         if r.acted and r.stage != "resample"},
+        "seconds": _finite(result.seconds), "error": None,
+    }
+
+
+_NO_FIGURES = {"input_lufs": None, "output_lufs": None, "input_true_peak_dbtp": None,
+               "output_true_peak_dbtp": None, "cutoff_hz": None, "full_band": None,
+               "stages_acted": {}, "seconds": None}
+
+
+def _failed_json(source: Path, destination: Path | None, error: str) -> dict[str, Any]:
+    return {"source": str(source), "destination": None if destination is None else
+            str(destination), "status": "failed", **_NO_FIGURES, "error": error}
+
+
+def _done_json(source: Path, destination: Path, manifest: Manifest | None) -> dict[str, Any]:
+    """A file the manifest shows done (not restored again): its recorded output figures."""
+    record = manifest.records.get(os.path.realpath(source)) if manifest is not None else None
+    return {"source": str(source), "destination": str(destination), "status": "done",
+            **_NO_FIGURES, "output_lufs": record.lufs if record else None,
+            "output_true_peak_dbtp": record.true_peak_dbtp if record else None, "error": None}
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(record, allow_nan=False)
+
+
+def _print_json(record: dict[str, Any]) -> None:
+    print(_json_line(record), flush=True)
 
 
 def _error(message: str, bar: Any = None) -> None:
@@ -1024,7 +1091,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder, or in the folder holding the outputs)")
     p.add_argument("--explain", action="store_true",
                    help="print every stage's decision and why, under each file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per file on stdout as it finishes (the summary "
+                        "line's fields, units in the names, null for no figure); the human "
+                        "lines go to stderr")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only errors (and, with --json, the JSON objects)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("analyze", help="measure files: bandwidth, noise, peaks, loudness, stereo")
