@@ -33,7 +33,9 @@ from genrestore.targets import TARGETS
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
+    from genrestore.album import AlbumPlan, AlbumTrack
     from genrestore.pipeline import FileResult
+    from genrestore.preset import Preset
 
 log = logging.getLogger("genrestore")
 
@@ -365,6 +367,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
     plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
                       settings=settings, force=args.force)
+    album: AlbumPlan | None = None
+    if args.album:
+        # Pass 1 measures every file the batch will have an output of; the album's one gain
+        # becomes a loudness override, so the settings digest (and the manifest) carry it.
+        album = _album_pass(plan, preset, args)
+        for stage, params in album.overrides().items():
+            overrides.setdefault(stage, {}).update(params)
+        preset = load_preset(args.preset, overrides, target=args.target)
+        settings = settings_digest(preset, args.rate, args.bits, args.format or "wav",
+                                   __version__)
+        plan = plan_batch(args.inputs, args.output, file_format=args.format,
+                          overwrite=args.overwrite, settings=settings, force=args.force)
     if args.dry_run:
         return _dry_run(plan)
     report_path = None
@@ -447,10 +461,86 @@ def cmd_restore(args: argparse.Namespace) -> int:
               f"{' and in the manifest' if plan.manifest else ''}, no other output was written",
               file=sys.stderr)
         return 128 + stopped.signum
+    album_line = None
+    if album is not None:
+        written = [result.destination for _, result, _ in outcomes.values() if result is not None]
+        album_line = _album_figure(album, [*written, *(dst for _, dst in plan.done)])
+        if not args.quiet:
+            print(f"genrestore: {album_line}", file=sys.stderr)
     if report_path is not None:
         collected = [outcomes[i] for i in sorted(outcomes)]
-        _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet)
+        _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet,
+                      album_line)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _album_pass(plan: BatchPlan, preset: Preset, args: argparse.Namespace) -> AlbumPlan:
+    """``--album``, pass 1: measure every file the batch restores or has done (on the worker
+    pool), and plan the album's one gain.  A file that cannot be measured is left out of the
+    album (pass 2 reports its error)."""
+    from genrestore.album import loudness_stage, plan_album
+
+    loudness_stage(preset)  # a usage error before any work
+    members = [src for src, _, _ in plan.pairs] + [src for src, _ in plan.done]
+    if not args.quiet:
+        print(f"genrestore: album: measuring {len(members)} file(s) before restoring them "
+              f"(pass 1 of 2)", file=sys.stderr)
+    measured = _measure_album(members, preset, args.rate, args.jobs, plan.sources)
+    tracks = [t for t in measured if not isinstance(t, str)]
+    album = plan_album(tracks, preset)
+    if not args.quiet:
+        print(f"genrestore: {album.summary()} (predicted)", file=sys.stderr)
+    return album
+
+
+def _measure_one(source: Path, preset: Preset, rate: int) -> AlbumTrack | str:
+    from genrestore.album import measure_track_file
+
+    try:
+        return measure_track_file(source, preset, output_rate_hz=rate)
+    except FILE_ERRORS as exc:
+        return _one_line(source, exc)
+
+
+def _measure_album(sources: list[Path], preset: Preset, rate: int, workers: int,
+                   protect: tuple[Path, ...]) -> list[AlbumTrack | str]:
+    """:func:`_measure_one` of every source, on ``workers`` processes; a file whose worker
+    dies is measured again in a pool of its own, and left out if it dies again."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    done: dict[int, AlbumTrack | str] = {}
+    if workers > 1 and len(sources) > 1:
+        with _pool(min(workers, len(sources)), protect) as pool:
+            futures = [pool.submit(_measure_one, src, preset, rate) for src in sources]
+            for index, future in enumerate(futures):
+                try:
+                    done[index] = future.result()
+                except BrokenProcessPool:
+                    continue
+    for index, src in enumerate(sources):
+        if index in done:
+            continue
+        if workers == 1 or len(sources) == 1:
+            done[index] = _measure_one(src, preset, rate)
+            continue
+        with _pool(1, protect) as alone:
+            try:
+                done[index] = alone.submit(_measure_one, src, preset, rate).result()
+            except BrokenProcessPool:
+                done[index] = f"{src}: worker died while measuring it for the album"
+    return [done[i] for i in range(len(sources))]
+
+
+def _album_figure(album: AlbumPlan, outputs: list[Path]) -> str:
+    """The album line with its loudness measured on the written outputs."""
+    from genrestore.album import output_album_lufs
+
+    try:
+        measured: float | None = output_album_lufs(outputs)
+    except FILE_ERRORS as exc:
+        _error(f"album: could not measure the outputs: {exc}")
+        measured = None
+    return album.summary(measured)
 
 
 class _Stopped(KeyboardInterrupt):
@@ -703,14 +793,14 @@ def _check_report_path(path: Path, overwrite: bool, audio: Sequence[Path] = ()) 
 
 
 def _write_report(path: Path, plan: BatchPlan, outcomes: list[Outcome], jobs: int,
-                  overwrite: bool, quiet: bool) -> None:
+                  overwrite: bool, quiet: bool, album: str | None = None) -> None:
     from genrestore.report import ReportEntry, build_report
 
     entries = [ReportEntry(src, None, message) for src, message in plan.refusals]
     entries += [ReportEntry(job.source, result.destination if result else None, error,
                             result.reports if result else ())
                 for job, result, error in outcomes]
-    written = build_report(entries, path, jobs=jobs, overwrite=overwrite)
+    written = build_report(entries, path, jobs=jobs, overwrite=overwrite, album=album)
     if not quiet:
         print(f"report: {written}", file=sys.stderr)
 
@@ -1067,6 +1157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=list(TARGETS), metavar="PLATFORM",
                    help=f"delivery target: sets the loudness and true-peak ceiling ({figures} "
                         "LUFS/dBTP; sources: genrestore targets); --set loudness.* still wins")
+    p.add_argument("--album", action="store_true",
+                   help="one gain and one limiter ceiling for the whole batch: the album's "
+                        "loudness reaches the target and the tracks keep their loudness "
+                        "relative to each other (each file is processed twice: measured, "
+                        "then restored)")
     p.add_argument("--rate", type=int, default=44100, choices=OUTPUT_RATES_HZ)
     p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
     p.add_argument("--format", choices=OUTPUT_FORMATS,

@@ -314,12 +314,13 @@ def report_conflict(destination: str | os.PathLike[str]) -> str | None:
 
 def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
                  title: str = "genrestore report", jobs: int = 1,
-                 overwrite: bool = False) -> ReportResult:
+                 overwrite: bool = False, album: str | None = None) -> ReportResult:
     """Write ``destination`` (HTML) and its pictures in ``<stem>_files/`` beside it.
 
     An existing report (page or pictures) is replaced only with ``overwrite=True``, and then
     the earlier report's pictures are removed first, so old and new are never mixed.  Audio is
     linked by paths relative to the HTML file.  A pair that cannot be read counts as failed.
+    ``album`` is the album line of an album batch (``restore --album``), shown under the title.
     """
     try:
         import matplotlib  # noqa: F401
@@ -347,7 +348,8 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
     sections = "".join(_section(r, base, quote(files, errors="surrogateescape")) for r in rendered)
     page = _PAGE.format(
         title=html.escape(title), style=_asset("report.css"), script=_asset("report.js"),
-        count=f"{restored} restored, {len(rendered) - restored} failed", rows=rows,
+        count=f"{restored} restored, {len(rendered) - restored} failed"
+        + (f'</p>\n<p class="album">{html.escape(album)}' if album else ""), rows=rows,
         sections=sections)
     write_atomic_text(out, page)
     log.info("report written to %s", out)
@@ -356,9 +358,11 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
 
 
 def build_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
-                 title: str = "genrestore report", jobs: int = 1, overwrite: bool = False) -> Path:
+                 title: str = "genrestore report", jobs: int = 1, overwrite: bool = False,
+                 album: str | None = None) -> Path:
     """:func:`write_report`, returning only the HTML path."""
-    return write_report(entries, destination, title=title, jobs=jobs, overwrite=overwrite).path
+    return write_report(entries, destination, title=title, jobs=jobs, overwrite=overwrite,
+                        album=album).path
 
 
 _PAGE = """<!DOCTYPE html>
