@@ -41,6 +41,8 @@ def _same(a: an.Analysis, b: an.Analysis, tolerance: float = 1e-9) -> None:
         x, y = getattr(a, field.name), getattr(b, field.name)
         if field.name == "spectrum":
             np.testing.assert_allclose(x.level_db, y.level_db, atol=1e-9)
+        elif isinstance(x, float) and np.isnan(x):
+            assert np.isnan(y), field.name
         elif isinstance(x, float) and not np.isfinite(x):
             assert x == y, field.name
         else:

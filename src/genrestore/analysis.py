@@ -565,6 +565,64 @@ def stereo_width_db(audio: np.ndarray) -> float:
     return float(_db(side_energy / max(float(np.sum(mid * mid)), 1e-30)))
 
 
+#: Mono fold-down figures are clamped to +-this many dB: a mono sum this far under the stereo
+#: level is silence (two channels in exact antiphase cancel to zero, an infinite loss).
+FOLD_DOWN_LIMIT_DB = 100.0
+
+
+def stereo_sums(audio: np.ndarray) -> np.ndarray:
+    """The running sums behind :func:`mono_fold_down`, for two-channel audio: ``[n, sum L,
+    sum R, sum L^2, sum R^2, sum L R]`` (float64).  Sums of consecutive blocks add up to the
+    sums of the whole clip, so a block-wise reader can accumulate them."""
+    x = np.asarray(audio, dtype=np.float64)
+    left, right = x[0], x[1]
+    return np.array([left.size, left.sum(), right.sum(), np.dot(left, left),
+                     np.dot(right, right), np.dot(left, right)])
+
+
+@dataclass(frozen=True)
+class FoldDown:
+    """How a stereo clip survives being summed to mono, ``(L + R) / 2`` (phones, smart
+    speakers): ``correlation`` of the channels (Pearson, means removed; 1 for the same
+    signal, -1 for one the other's negative, about 0 for unrelated ones); ``mid_side_db``,
+    the energy of the mid ``(L + R) / 2`` over the side ``(L - R) / 2`` (+100 for identical
+    channels, 0 for unrelated ones of equal level, -100 for antiphase); ``loss_db``, how far the
+    mono sum's power lies under the stereo power (the mean of the two channels'): 0 for
+    identical channels, 3.01 for unrelated ones of equal level, +100 (silence) for antiphase.
+    Figures are clamped to +-:data:`FOLD_DOWN_LIMIT_DB`; all NaN for one channel (mono
+    needs no fold-down) and for silence."""
+
+    correlation: float
+    mid_side_db: float
+    loss_db: float
+
+
+def mono_fold_down(sums: np.ndarray) -> FoldDown:
+    """:class:`FoldDown` from :func:`stereo_sums` (of a whole clip, or accumulated over its
+    blocks)."""
+    n, sum_l, sum_r, sum_ll, sum_rr, sum_lr = (float(v) for v in sums)
+    nan = float("nan")
+    if n == 0 or sum_ll + sum_rr == 0.0:
+        return FoldDown(nan, nan, nan)
+    var_l, var_r = sum_ll - sum_l * sum_l / n, sum_rr - sum_r * sum_r / n
+    cov = sum_lr - sum_l * sum_r / n
+    norm = np.sqrt(max(var_l, 0.0) * max(var_r, 0.0))
+    correlation = float(np.clip(cov / norm, -1.0, 1.0)) if norm > 0 else (
+        1.0 if sum_ll == sum_rr == sum_lr else 0.0)  # a constant channel shares nothing
+    mid = max((sum_ll + 2.0 * sum_lr + sum_rr) / 4.0, 0.0)
+    side = max((sum_ll - 2.0 * sum_lr + sum_rr) / 4.0, 0.0)
+    stereo = (sum_ll + sum_rr) / 2.0
+
+    def ratio_db(num: float, den: float) -> float:
+        if den <= num * 10.0 ** (-FOLD_DOWN_LIMIT_DB / 10.0):
+            return FOLD_DOWN_LIMIT_DB
+        if num <= den * 10.0 ** (-FOLD_DOWN_LIMIT_DB / 10.0):
+            return -FOLD_DOWN_LIMIT_DB
+        return float(10.0 * np.log10(num / den))
+
+    return FoldDown(correlation, ratio_db(mid, side), ratio_db(stereo, mid))
+
+
 def is_mono(audio: np.ndarray, *, side_db: float = -40.0) -> bool:
     """True for one channel, or two that are the same signal: their difference (side) is
     ``side_db`` or more below their sum (mid).  Identical channels, and mono through a
@@ -620,6 +678,10 @@ class Analysis:
     #: The noise floor read over the band under the cutoff only (200 Hz to the cutoff), the
     #: guard's baseline for a floor rise; -inf when that band is empty.
     noise_floor_under_cutoff_dbfs: float = float("-inf")
+    #: Mono fold-down of a two-channel clip (:class:`FoldDown`): mid over side energy, and the
+    #: power lost when summed to mono; NaN for one channel.
+    mid_side_db: float = float("nan")
+    mono_fold_down_loss_db: float = float("nan")
     #: The long-term spectrum (:func:`long_term_spectrum`) the cutoff was read from; the
     #: guard's octave levels read it.  Not a figure: :meth:`to_dict` leaves it out.
     spectrum: LongTermSpectrum | None = field(default=None, repr=False, compare=False)
@@ -1242,6 +1304,9 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     true_peak_value = peak.finish()
     lufs = gated_lufs(loudness.energies(loudness.blocks[0]))
     lra = _range_lu(loudness.energies(loudness.blocks[1]))
+    nan = float("nan")
+    fold = (mono_fold_down(np.array([sums.n, *sums.sum, *sums.square, sums.cross]))
+            if channels == 2 else FoldDown(nan, nan, nan))
     return Analysis(
         sample_rate=int(sample_rate),
         channels=int(channels),
@@ -1264,5 +1329,7 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
         interchannel_correlation=sums.correlation(),
         is_mono=bool(channels == 1 or (channels == 2 and sums.width_db() <= -40.0)),
         noise_floor_under_cutoff_dbfs=floor_under_cutoff,
+        mid_side_db=fold.mid_side_db,
+        mono_fold_down_loss_db=fold.loss_db,
         spectrum=spectrum,
     )

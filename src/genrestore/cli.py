@@ -28,11 +28,14 @@ from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_aud
 from genrestore.manifest import Manifest, Record, file_digest, settings_digest
 from genrestore.parallel import default_jobs, worker_pool
 from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
+from genrestore.targets import TARGETS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
+    from genrestore.album import AlbumPlan, AlbumTrack
     from genrestore.pipeline import FileResult
+    from genrestore.preset import Preset
 
 log = logging.getLogger("genrestore")
 
@@ -51,6 +54,7 @@ class Job:
     overwrite: bool
     keep_identical: bool = False  # a re-run after a lost worker: its own output is no error
     input_sha256: str | None = None  # the input's hash when the job was made (for the manifest)
+    target: str | None = None  # a delivery target (genrestore.targets), under the overrides
 
 
 Outcome = tuple[Job, "FileResult | None", str | None]
@@ -101,7 +105,7 @@ def _run_job(job: Job) -> Outcome:
         result = restore_file(job.source, job.destination, preset=job.preset,
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
                               overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT,
-                              keep_identical=job.keep_identical)
+                              keep_identical=job.keep_identical, target=job.target)
     except FILE_ERRORS as exc:
         return job, None, _one_line(job.source, exc)
     except _Terminated:
@@ -357,10 +361,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
         overrides.setdefault(stage, {})[param] = value
     if args.stereo:
         overrides.setdefault("stereo", {})["enabled"] = True
-    preset = load_preset(args.preset, overrides)  # usage errors surface once, before any file
+    # Usage errors surface once, before any file.  A target's figures are loudness overrides
+    # under --set, so the preset (and the manifest's settings digest) carry them.
+    preset = load_preset(args.preset, overrides, target=args.target)
     settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
     plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
                       settings=settings, force=args.force)
+    album: AlbumPlan | None = None
+    if args.album:
+        # Pass 1 measures every file the batch will have an output of; the album's one gain
+        # becomes a loudness override, so the settings digest (and the manifest) carry it.
+        album = _album_pass(plan, preset, args)
+        for stage, params in album.overrides().items():
+            overrides.setdefault(stage, {}).update(params)
+        preset = load_preset(args.preset, overrides, target=args.target)
+        settings = settings_digest(preset, args.rate, args.bits, args.format or "wav",
+                                   __version__)
+        plan = plan_batch(args.inputs, args.output, file_format=args.format,
+                          overwrite=args.overwrite, settings=settings, force=args.force)
     if args.dry_run:
         return _dry_run(plan)
     report_path = None
@@ -374,12 +392,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # The manifest records each input's hash from before its restore (an input changed while
     # it is restored is then redone by the next run, never taken as done).
     jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, replace,
-                input_sha256=_digest(src) if plan.manifest is not None else None)
+                input_sha256=_digest(src) if plan.manifest is not None else None,
+                target=args.target)
             for (src, dst, fmt), replace in zip(plan.pairs, plan.replace, strict=True)]
     stamps = [_stamp(job.destination) for job in jobs]
     failures: list[str] = [message for _, message in plan.refusals]
     for message in failures:
         _error(message)
+    if args.json:
+        for src, message in plan.refusals:
+            _print_json(_failed_json(src, None, message))
+        for src, dst in plan.done:
+            _print_json(_done_json(src, dst, plan.manifest))
     if plan.done and not args.quiet:
         print(f"genrestore: {len(plan.done)} file(s) already done with the same input and "
               f"settings (manifest {plan.manifest.path if plan.manifest else ''}); not restored "
@@ -398,7 +422,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                     if index in outcomes:
                         return
                     outcomes[index] = outcome
-                    _report(outcome, failures, args.quiet, bar, args.explain)
+                    _report(outcome, failures, args.quiet, bar, args.explain, args.json)
                     bar.set_postfix_str(_rate(len(outcomes), time.perf_counter() - started))
                     if plan.manifest is not None:
                         _record(plan.manifest, outcome, settings)
@@ -437,10 +461,86 @@ def cmd_restore(args: argparse.Namespace) -> int:
               f"{' and in the manifest' if plan.manifest else ''}, no other output was written",
               file=sys.stderr)
         return 128 + stopped.signum
+    album_line = None
+    if album is not None:
+        written = [result.destination for _, result, _ in outcomes.values() if result is not None]
+        album_line = _album_figure(album, [*written, *(dst for _, dst in plan.done)])
+        if not args.quiet:
+            print(f"genrestore: {album_line}", file=sys.stderr)
     if report_path is not None:
         collected = [outcomes[i] for i in sorted(outcomes)]
-        _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet)
+        _write_report(report_path, plan, collected, args.jobs, args.overwrite, args.quiet,
+                      album_line)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _album_pass(plan: BatchPlan, preset: Preset, args: argparse.Namespace) -> AlbumPlan:
+    """``--album``, pass 1: measure every file the batch restores or has done (on the worker
+    pool), and plan the album's one gain.  A file that cannot be measured is left out of the
+    album (pass 2 reports its error)."""
+    from genrestore.album import loudness_stage, plan_album
+
+    loudness_stage(preset)  # a usage error before any work
+    members = [src for src, _, _ in plan.pairs] + [src for src, _ in plan.done]
+    if not args.quiet:
+        print(f"genrestore: album: measuring {len(members)} file(s) before restoring them "
+              f"(pass 1 of 2)", file=sys.stderr)
+    measured = _measure_album(members, preset, args.rate, args.jobs, plan.sources)
+    tracks = [t for t in measured if not isinstance(t, str)]
+    album = plan_album(tracks, preset)
+    if not args.quiet:
+        print(f"genrestore: {album.summary()} (predicted)", file=sys.stderr)
+    return album
+
+
+def _measure_one(source: Path, preset: Preset, rate: int) -> AlbumTrack | str:
+    from genrestore.album import measure_track_file
+
+    try:
+        return measure_track_file(source, preset, output_rate_hz=rate)
+    except FILE_ERRORS as exc:
+        return _one_line(source, exc)
+
+
+def _measure_album(sources: list[Path], preset: Preset, rate: int, workers: int,
+                   protect: tuple[Path, ...]) -> list[AlbumTrack | str]:
+    """:func:`_measure_one` of every source, on ``workers`` processes; a file whose worker
+    dies is measured again in a pool of its own, and left out if it dies again."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    done: dict[int, AlbumTrack | str] = {}
+    if workers > 1 and len(sources) > 1:
+        with _pool(min(workers, len(sources)), protect) as pool:
+            futures = [pool.submit(_measure_one, src, preset, rate) for src in sources]
+            for index, future in enumerate(futures):
+                try:
+                    done[index] = future.result()
+                except BrokenProcessPool:
+                    continue
+    for index, src in enumerate(sources):
+        if index in done:
+            continue
+        if workers == 1 or len(sources) == 1:
+            done[index] = _measure_one(src, preset, rate)
+            continue
+        with _pool(1, protect) as alone:
+            try:
+                done[index] = alone.submit(_measure_one, src, preset, rate).result()
+            except BrokenProcessPool:
+                done[index] = f"{src}: worker died while measuring it for the album"
+    return [done[i] for i in range(len(sources))]
+
+
+def _album_figure(album: AlbumPlan, outputs: list[Path]) -> str:
+    """The album line with its loudness measured on the written outputs."""
+    from genrestore.album import output_album_lufs
+
+    try:
+        measured: float | None = output_album_lufs(outputs)
+    except FILE_ERRORS as exc:
+        _error(f"album: could not measure the outputs: {exc}")
+        measured = None
+    return album.summary(measured)
 
 
 class _Stopped(KeyboardInterrupt):
@@ -693,14 +793,14 @@ def _check_report_path(path: Path, overwrite: bool, audio: Sequence[Path] = ()) 
 
 
 def _write_report(path: Path, plan: BatchPlan, outcomes: list[Outcome], jobs: int,
-                  overwrite: bool, quiet: bool) -> None:
+                  overwrite: bool, quiet: bool, album: str | None = None) -> None:
     from genrestore.report import ReportEntry, build_report
 
     entries = [ReportEntry(src, None, message) for src, message in plan.refusals]
     entries += [ReportEntry(job.source, result.destination if result else None, error,
                             result.reports if result else ())
                 for job, result, error in outcomes]
-    written = build_report(entries, path, jobs=jobs, overwrite=overwrite)
+    written = build_report(entries, path, jobs=jobs, overwrite=overwrite, album=album)
     if not quiet:
         print(f"report: {written}", file=sys.stderr)
 
@@ -736,21 +836,83 @@ def _progress(total: int, show: bool, unit: str) -> Any:
 
 
 def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[str],
-            quiet: bool, bar: Any, explain: bool = False) -> int:
-    _, result, error = outcome
+            quiet: bool, bar: Any, explain: bool = False, as_json: bool = False) -> int:
+    """One finished file: its summary line (stdout; stderr with ``as_json``, where stdout
+    carries the file's JSON object instead), the ``--explain`` lines, or its error."""
+    job, result, error = outcome
     bar.update(1)
     if error is not None:
         failures.append(error)
         _error(error, bar)
+        if as_json:
+            bar.write(_json_line(_failed_json(job.source, job.destination, error)),
+                      file=sys.stdout)
+            sys.stdout.flush()  # as it finishes, also into a pipe
         return 0
     assert result is not None
+    human = sys.stderr if as_json else sys.stdout
+    if as_json:
+        bar.write(_json_line(_result_json(result)), file=sys.stdout)
+        sys.stdout.flush()
     if not quiet:
-        bar.write(_summary(result), file=sys.stdout)
+        bar.write(_summary(result), file=human)
         if explain:
             for r in result.reports:
                 bar.write(f"    {r.stage:9s} {'acted' if r.acted else 'idle '}  {r.summary}",
-                          file=sys.stdout)
+                          file=human)
     return 1
+
+
+def _finite(value: float | None) -> float | None:
+    """A figure for JSON: rounded, NaN and infinities as null."""
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), 3)
+
+
+def _result_json(result: FileResult) -> dict[str, Any]:
+    """``restore --json``: one restored file, the summary line's fields, units in the names."""
+    a = result.analysis
+    return {
+        "source": str(result.source), "destination": str(result.destination),
+        "status": "restored",
+        "input_lufs": _finite(a.integrated_lufs), "output_lufs": _finite(result.output_lufs),
+        "input_true_peak_dbtp": _finite(a.true_peak_dbtp),
+        "output_true_peak_dbtp": _finite(result.output_true_peak_dbtp),
+        "cutoff_hz": _finite(a.cutoff_hz) if a.cutoff_hz > 0 else None,
+        "full_band": bool(a.cutoff_hz > 0 and a.is_full_band),
+        "stages_acted": {r.stage: r.summary for r in result.reports
+                         if r.acted and r.stage != "resample"},
+        "seconds": _finite(result.seconds), "error": None,
+    }
+
+
+_NO_FIGURES = {"input_lufs": None, "output_lufs": None, "input_true_peak_dbtp": None,
+               "output_true_peak_dbtp": None, "cutoff_hz": None, "full_band": None,
+               "stages_acted": {}, "seconds": None}
+
+
+def _failed_json(source: Path, destination: Path | None, error: str) -> dict[str, Any]:
+    return {"source": str(source), "destination": None if destination is None else
+            str(destination), "status": "failed", **_NO_FIGURES, "error": error}
+
+
+def _done_json(source: Path, destination: Path, manifest: Manifest | None) -> dict[str, Any]:
+    """A file the manifest shows done (not restored again): its recorded output figures."""
+    record = manifest.records.get(os.path.realpath(source)) if manifest is not None else None
+    return {"source": str(source), "destination": str(destination), "status": "done",
+            **_NO_FIGURES, "output_lufs": record.lufs if record else None,
+            "output_true_peak_dbtp": record.true_peak_dbtp if record else None, "error": None}
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(record, allow_nan=False)
+
+
+def _print_json(record: dict[str, Any]) -> None:
+    print(_json_line(record), flush=True)
 
 
 def _error(message: str, bar: Any = None) -> None:
@@ -759,13 +921,25 @@ def _error(message: str, bar: Any = None) -> None:
     (bar or _NoBar()).write(f"genrestore: error: {message}", file=sys.stderr)
 
 
+def _fold_down_text(mid_side_db: float, loss_db: float) -> str:
+    """``mid/side +4.1 dB, mono sum 1.2 dB down`` (the analysis's mono fold-down figures)."""
+    from genrestore.analysis import FOLD_DOWN_LIMIT_DB
+
+    if loss_db is None or not np.isfinite(loss_db):
+        return "mono fold-down n/a"
+    loss = ("mono sum silent (the channels cancel)" if loss_db >= FOLD_DOWN_LIMIT_DB
+            else f"mono sum {loss_db:.1f} dB down")
+    return f"mid/side {mid_side_db:+.1f} dB, {loss}"
+
+
 def _analysis_text(r: dict[str, Any]) -> str:
     nyquist = r["sample_rate_hz"] / 2
     cutoff = ("full band" if r["cutoff_hz"] >= 0.95 * nyquist else f"{r['cutoff_hz'] / 1000:.1f} kHz")
     top = "noise-like (codec)" if r["top_band_noise_like"] else "tonal"
     stereo = "mono" if r["channels"] == 1 else (
         "mono in disguise (two channels carrying the same signal)" if r["is_mono"] else
-        f"stereo, correlation {r['interchannel_correlation']:.2f}")
+        f"stereo, correlation {r['interchannel_correlation']:.2f}, "
+        f"{_fold_down_text(r['mid_side_db'], r['mono_fold_down_loss_db'])}")
     rows = [
         ("format", f"{r['format']} {r['subtype']}, {r['sample_rate_hz']} Hz, {r['channels']} ch, "
                    f"{r['duration_s']:.1f} s"),
@@ -831,6 +1005,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
         preset = load_preset(name)
         stages = " -> ".join(s.name for s in preset.stages)
         print(f"{name:8s} {preset.description}\n{'':8s} stages: {stages}")
+    return EXIT_OK
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    for t in TARGETS.values():
+        print(f"{t.name:10s} {t.integrated_lufs:g} LUFS, {t.true_peak_dbtp:g} dBTP\n{'':10s} {t.source}")
     return EXIT_OK
 
 
@@ -972,6 +1152,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"preset name ({', '.join(preset_names())}) or a .toml file")
     p.add_argument("--set", action="append", metavar="STAGE.PARAM=VALUE",
                    help="override a preset parameter, e.g. denoise.strength=0.5 (repeatable)")
+    figures = ", ".join(f"{t.name} {t.integrated_lufs:g}/{t.true_peak_dbtp:g}"
+                        for t in TARGETS.values())
+    p.add_argument("--target", choices=list(TARGETS), metavar="PLATFORM",
+                   help=f"delivery target: sets the loudness and true-peak ceiling ({figures} "
+                        "LUFS/dBTP; sources: genrestore targets); --set loudness.* still wins")
+    p.add_argument("--album", action="store_true",
+                   help="one gain and one limiter ceiling for the whole batch: the album's "
+                        "loudness reaches the target and the tracks keep their loudness "
+                        "relative to each other (each file is processed twice: measured, "
+                        "then restored)")
     p.add_argument("--rate", type=int, default=44100, choices=OUTPUT_RATES_HZ)
     p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
     p.add_argument("--format", choices=OUTPUT_FORMATS,
@@ -996,7 +1186,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder, or in the folder holding the outputs)")
     p.add_argument("--explain", action="store_true",
                    help="print every stage's decision and why, under each file")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per file on stdout as it finishes (the summary "
+                        "line's fields, units in the names, null for no figure); the human "
+                        "lines go to stderr")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only errors (and, with --json, the JSON objects)")
     p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("analyze", help="measure files: bandwidth, noise, peaks, loudness, stereo")
@@ -1016,6 +1211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the shipped presets")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("targets", help="list the delivery targets (--target) and their sources")
+    p.set_defaults(func=cmd_targets)
 
     p = sub.add_parser("demo", help="render the bundled example, degrade it, restore it")
     p.add_argument("--out", default="demo-output", help="folder for the example files")

@@ -222,6 +222,7 @@ def restore(
     preset: str | os.PathLike[str] | Preset = DEFAULT_PRESET,
     *,
     output_rate_hz: int = 44100,
+    target: str | None = None,
     **overrides: Mapping[str, Any],
 ) -> tuple[np.ndarray, int]:
     """Restore float audio; returns ``(audio, output_rate_hz)``.
@@ -229,10 +230,12 @@ def restore(
     ``audio`` is ``(channels, samples)`` or 1-D (mono); the result has the layout it was
     given (1-D in, 1-D out, unless a stage made a mono clip stereo).  ``preset`` is a
     shipped preset's name, a TOML file or a :class:`Preset`; keyword overrides change stage
-    parameters, e.g. ``restore(x, 32000, denoise={"strength": 0.5})``.  The result is
-    float32 and not dithered (dither belongs to writing integer PCM).
+    parameters, e.g. ``restore(x, 32000, denoise={"strength": 0.5})``; ``target`` a delivery
+    target's loudness and ceiling (:mod:`genrestore.targets`, e.g. ``target="spotify"``),
+    under those overrides.  The result is float32 and not dithered (dither belongs to
+    writing integer PCM).
     """
-    chosen = _chosen_preset(preset, overrides)
+    chosen = _chosen_preset(preset, overrides, target)
     result = run_pipeline(audio, sample_rate, chosen, output_rate_hz=output_rate_hz)
     out = result.audio
     if np.ndim(audio) == 1 and out.shape[0] == 1:
@@ -240,13 +243,14 @@ def restore(
     return out, result.sample_rate
 
 
-def _chosen_preset(preset: str | os.PathLike[str] | Preset, overrides: Overrides | None
-                   ) -> Preset:
+def _chosen_preset(preset: str | os.PathLike[str] | Preset, overrides: Overrides | None,
+                   target: str | None = None) -> Preset:
     if isinstance(preset, Preset):
-        if overrides:
-            raise ParameterError("pass overrides to load_preset() when giving a Preset object")
+        if overrides or target is not None:
+            raise ParameterError("pass overrides and target to load_preset() when giving a "
+                                 "Preset object")
         return preset
-    return load_preset(preset, overrides)
+    return load_preset(preset, overrides, target=target)
 
 
 @dataclass(frozen=True)
@@ -274,18 +278,19 @@ def restore_file(
     overrides: Overrides | None = None,
     protect: Sequence[str | os.PathLike[str]] = (),
     keep_identical: bool = False,
+    target: str | None = None,
 ) -> FileResult:
     """Read ``source``, restore it, dither and write ``destination`` atomically.
 
     The input is never overwritten, nor any path in ``protect`` (e.g. every source of a
     batch); an existing output only with ``overwrite=True``, or with ``keep_identical=True``
     when it already holds exactly the bytes this run writes (see
-    :func:`~genrestore.io.write_audio`).
+    :func:`~genrestore.io.write_audio`).  ``target`` as for :func:`restore`.
     Errors are :class:`~genrestore.errors.AudioFileError` or
     :class:`~genrestore.errors.ParameterError` whose message names the file.
     """
     start = time.perf_counter()
-    chosen = _chosen_preset(preset, overrides)
+    chosen = _chosen_preset(preset, overrides, target)
     src, dst = Path(source), Path(destination)
     audio, rate = read_audio(src)
     result = run_pipeline(audio, rate, chosen, output_rate_hz=output_rate_hz)

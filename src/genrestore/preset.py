@@ -120,16 +120,20 @@ def _build(source: str, cls: type, params: Mapping[str, Any]) -> Any:
 
 
 def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
-                overrides: Overrides | None = None) -> Preset:
+                overrides: Overrides | None = None, *, target: str | None = None) -> Preset:
     """Load a shipped preset by name, or a TOML file, applying ``overrides``.
 
     ``overrides`` maps a stage name (or ``"dither"``) to ``{param: value}``; it changes
     every stage of that name in the preset.  Unknown stages or parameters, in the file or
     in the overrides, raise :class:`ParameterError` naming the preset and the key.
+    ``target`` (a name of :data:`genrestore.targets.TARGETS`, e.g. ``"spotify"``) sets the
+    loudness stage's ``target_lufs`` and ``ceiling_dbtp``; ``overrides`` still win over it.
     """
     from genrestore.stages import STAGES
 
     source, text = _read_preset_text(name_or_path)
+    if target is not None:
+        overrides = _with_target(target, overrides)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -154,6 +158,8 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
         stages.append(_build(f"preset {source}, stage {name}", STAGES[name], params))
     present = {s.name for s in stages} | {"dither"}
     missing = set(overrides) - present
+    if target is not None and "loudness" in missing:
+        raise ParameterError(f"preset {source} has no loudness stage to take target {target!r}")
     if missing:
         raise ParameterError(f"preset {source} has no stage {sorted(missing)[0]!r} to set")
     if sum(s.name == "resample" for s in stages) != 1:
@@ -170,6 +176,16 @@ def load_preset(name_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
         dither=_build(f"preset {source}, dither", DitherSettings, dither_params),
         guard=_guard_flag(source, data.get("guard", False)),
     )
+
+
+def _with_target(name: str, overrides: Overrides | None) -> Overrides:
+    """``overrides`` on top of the loudness parameters of the target ``name``."""
+    from genrestore.targets import get_target
+
+    merged = {k: dict(v) for k, v in get_target(name).overrides().items()}
+    for stage, params in (overrides or {}).items():
+        merged.setdefault(stage, {}).update(params)
+    return merged
 
 
 def _guard_flag(source: str, value: Any) -> bool:

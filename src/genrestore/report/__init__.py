@@ -25,10 +25,14 @@ from urllib.parse import quote
 import numpy as np
 
 from genrestore.analysis import (
+    FOLD_DOWN_LIMIT_DB,
+    FoldDown,
     estimate_cutoff_hz,
     integrated_lufs,
     loudness_range_lu,
+    mono_fold_down,
     noise_floor_dbfs,
+    stereo_sums,
     true_peak_dbtp,
 )
 from genrestore.errors import FILE_ERRORS, AudioFileError, ParameterError, display_path
@@ -65,13 +69,16 @@ class Figures:
     cutoff_hz: float
     noise_floor_dbfs: float
     loudness_range_lu: float
+    #: How a stereo version survives a mono sum (None for one channel).
+    fold_down: FoldDown | None = None
 
 
 def measure(audio: np.ndarray, sample_rate: int) -> Figures:
     x = np.atleast_2d(audio)
+    fold = mono_fold_down(stereo_sums(x)) if x.shape[0] == 2 else None
     return Figures(sample_rate, x.shape[0], integrated_lufs(x, sample_rate), true_peak_dbtp(x),
                    estimate_cutoff_hz(x, sample_rate), noise_floor_dbfs(x, sample_rate),
-                   loudness_range_lu(x, sample_rate))
+                   loudness_range_lu(x, sample_rate), fold)
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,19 @@ def _num(value: float, fmt: str) -> str:
     return format(value, fmt) if np.isfinite(value) else "n/a"
 
 
+def _fold_down(f: Figures) -> str:
+    """The mono fold-down cell: correlation, mid/side, and the loss of the mono sum."""
+    fold = f.fold_down
+    if fold is None:
+        return "n/a (mono)"
+    if not np.isfinite(fold.loss_db):
+        return "n/a (silent)"
+    loss = ("silent (the channels cancel)" if fold.loss_db >= FOLD_DOWN_LIMIT_DB
+            else f"{fold.loss_db:.1f} dB down")
+    return (f"correlation {fold.correlation:.2f}, mid/side {fold.mid_side_db:+.1f} dB, "
+            f"mono sum {loss}")
+
+
 def _figures_table(b: Figures, a: Figures) -> str:
     rows = [
         ("format", f"{b.sample_rate / 1000:g} kHz, {b.channels} ch",
@@ -161,6 +181,7 @@ def _figures_table(b: Figures, a: Figures) -> str:
         ("noise floor", _num(b.noise_floor_dbfs, ".1f") + " dBFS",
          _num(a.noise_floor_dbfs, ".1f") + " dBFS"),
         ("loudness range", f"{b.loudness_range_lu:.1f} LU", f"{a.loudness_range_lu:.1f} LU"),
+        ("mono fold-down", _fold_down(b), _fold_down(a)),
     ]
     body = "".join(f"<tr><th>{k}</th><td>{x}</td><td>{y}</td></tr>" for k, x, y in rows)
     return f'<table class="figures"><tr><th></th><th>before</th><th>after</th></tr>{body}</table>'
@@ -293,12 +314,13 @@ def report_conflict(destination: str | os.PathLike[str]) -> str | None:
 
 def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
                  title: str = "genrestore report", jobs: int = 1,
-                 overwrite: bool = False) -> ReportResult:
+                 overwrite: bool = False, album: str | None = None) -> ReportResult:
     """Write ``destination`` (HTML) and its pictures in ``<stem>_files/`` beside it.
 
     An existing report (page or pictures) is replaced only with ``overwrite=True``, and then
     the earlier report's pictures are removed first, so old and new are never mixed.  Audio is
     linked by paths relative to the HTML file.  A pair that cannot be read counts as failed.
+    ``album`` is the album line of an album batch (``restore --album``), shown under the title.
     """
     try:
         import matplotlib  # noqa: F401
@@ -326,7 +348,8 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
     sections = "".join(_section(r, base, quote(files, errors="surrogateescape")) for r in rendered)
     page = _PAGE.format(
         title=html.escape(title), style=_asset("report.css"), script=_asset("report.js"),
-        count=f"{restored} restored, {len(rendered) - restored} failed", rows=rows,
+        count=f"{restored} restored, {len(rendered) - restored} failed"
+        + (f'</p>\n<p class="album">{html.escape(album)}' if album else ""), rows=rows,
         sections=sections)
     write_atomic_text(out, page)
     log.info("report written to %s", out)
@@ -335,9 +358,11 @@ def write_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[
 
 
 def build_report(entries: Sequence[ReportEntry], destination: str | os.PathLike[str], *,
-                 title: str = "genrestore report", jobs: int = 1, overwrite: bool = False) -> Path:
+                 title: str = "genrestore report", jobs: int = 1, overwrite: bool = False,
+                 album: str | None = None) -> Path:
     """:func:`write_report`, returning only the HTML path."""
-    return write_report(entries, destination, title=title, jobs=jobs, overwrite=overwrite).path
+    return write_report(entries, destination, title=title, jobs=jobs, overwrite=overwrite,
+                        album=album).path
 
 
 _PAGE = """<!DOCTYPE html>

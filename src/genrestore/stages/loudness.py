@@ -203,17 +203,39 @@ class _LimiterModel:
         step = max(1, round(0.1 * sample_rate / self.m))
         self.starts = np.arange(0, self.energy.size - self.block + 1, step)
 
-    def lufs(self, gain_db: float) -> float:
+    def block_energies(self, gain_db: float) -> np.ndarray:
+        """The predicted output's 400 ms gating-block energies (every 100 ms), as
+        :func:`~genrestore.analysis.gating_blocks` would read them: :meth:`lufs` gates them;
+        album mode gates those of every track together."""
         scale = 10.0 ** (gain_db / 20.0)
         gain = _block_gains(scale * self.held, self.limit, self.log_release)
         cumulative = np.concatenate([[0.0], np.cumsum(self.energy * (scale * gain) ** 2)])
-        energy = (cumulative[self.starts + self.block] - cumulative[self.starts]) / (self.block * self.m)
+        return (cumulative[self.starts + self.block] - cumulative[self.starts]) / (
+            self.block * self.m)
+
+    def lufs(self, gain_db: float) -> float:
+        energy = self.block_energies(gain_db)
         loud = -0.691 + 10.0 * np.log10(np.maximum(energy, 1e-30))
         kept = energy[loud > -70.0]
         if kept.size == 0:
             return float("-inf")
         gate = -0.691 + 10.0 * np.log10(kept.mean()) - 10.0
         return float(-0.691 + 10.0 * np.log10(energy[(loud > -70.0) & (loud > gate)].mean()))
+
+
+#: The limiter model under a public name: album mode (:mod:`genrestore.album`) predicts a
+#: whole album's loudness for one gain from each track's model.
+LimiterModel = _LimiterModel
+
+
+def limiter_model(audio: np.ndarray, sample_rate: int, *, ceiling_dbtp: float = -1.0,
+                  release_ms: float = 80.0) -> _LimiterModel:
+    """The model of :func:`limit_true_peak` for ``(channels, samples)`` or 1-D audio: its
+    ``lufs(gain_db)`` and ``block_energies(gain_db)`` predict the limited output's loudness
+    for any gain without running the limiter (a little loud: see :class:`_LimiterModel`)."""
+    Loudness(ceiling_dbtp=ceiling_dbtp, release_ms=release_ms)
+    return _LimiterModel(as_channels(audio), sample_rate, ceiling_dbtp=ceiling_dbtp,
+                         release_ms=release_ms)
 
 
 @dataclass(frozen=True)
@@ -390,6 +412,32 @@ def loudness_to_target(
                    cap=cap, input_lufs=start)
 
 
+def gain_and_limit(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    gain_db: float,
+    ceiling_dbtp: float = -1.0,
+    release_ms: float = 80.0,
+) -> LoudnessResult:
+    """A fixed gain, then the true-peak limiter at ``ceiling_dbtp`` when the gained peaks are
+    over it (album mode: one gain for every track of an album, chosen by
+    :func:`genrestore.album.plan_album`).  No target: ``reached`` is always True and the
+    result's ``lufs`` is what the gain and the limiter made of the input."""
+    Loudness(ceiling_dbtp=ceiling_dbtp, release_ms=release_ms, gain_db=gain_db)
+    x = as_channels(audio)
+    blocks = gating_blocks(x, sample_rate)
+    start = gated_lufs(blocks)
+    gained = _plain_gain(x, gain_db)
+    peak = true_peak(gained)
+    if peak <= 10.0 ** (ceiling_dbtp / 20.0):
+        return LoudnessResult(gained, gated_lufs(blocks * 10.0 ** (gain_db / 10.0)), gain_db, 0,
+                              True, "", start, _dbtp(peak))
+    out, out_peak = _limit(gained, sample_rate, ceiling_dbtp, release_ms)
+    return LoudnessResult(out, gated_lufs(gating_blocks(out, sample_rate)), gain_db, 1, True,
+                          "", start, _dbtp(out_peak))
+
+
 def _dbtp(peak: float) -> float:
     return float(20.0 * np.log10(peak)) if peak > 0 else float("-inf")
 
@@ -446,8 +494,14 @@ class Loudness:
     ceiling_dbtp: float = -1.0
     release_ms: float = 80.0
     max_limiting_db: float = 0.0  # 0: no cap on how hard the limiter works
+    #: Album mode: apply ``gain_db`` and the limiter, whatever the loudness (the album's one
+    #: gain, :mod:`genrestore.album`); ``target_lufs`` and ``max_limiting_db`` are then unused.
+    fixed_gain: bool = False
+    gain_db: float = 0.0
 
     def __post_init__(self) -> None:
+        if not -60.0 <= self.gain_db <= 60.0:
+            raise ParameterError("loudness.gain_db must be between -60 and 60")
         if not 0.0 <= self.max_limiting_db <= 30.0:
             raise ParameterError("loudness.max_limiting_db must be between 0 and 30 (0 = no cap)")
         if not -40.0 <= self.target_lufs <= -5.0:
@@ -460,6 +514,8 @@ class Loudness:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
+        if self.fixed_gain:
+            return self._apply_fixed_gain(audio, sample_rate)
         result = loudness_to_target(
             audio, sample_rate, target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp,
             release_ms=self.release_ms, max_limiting_db=self.max_limiting_db or None,
@@ -481,3 +537,17 @@ class Loudness:
                    "target_reached": result.reached, "limiter_passes": result.limiter_passes,
                    "not_reached_because": result.limited_by or None}
         return out, sample_rate, StageReport(self.name, True, summary, details)
+
+    def _apply_fixed_gain(self, audio: np.ndarray, sample_rate: int
+                          ) -> tuple[np.ndarray, int, StageReport]:
+        result = gain_and_limit(audio, sample_rate, gain_db=self.gain_db,
+                                ceiling_dbtp=self.ceiling_dbtp, release_ms=self.release_ms)
+        before, after, peak = result.input_lufs, result.lufs, result.true_peak_dbtp
+        limited = ", limited" if result.limiter_passes else ""
+        summary = (f"loudness album gain {self.gain_db:+.1f} dB{limited}: {before:.1f}->"
+                   f"{after:.1f} LUFS, peak {peak:.1f} dBTP")
+        details = {"input_lufs": round(before, 2), "output_lufs": round(after, 2),
+                   "gain_db": round(self.gain_db, 2), "true_peak_dbtp": round(peak, 2),
+                   "target_reached": None, "limiter_passes": result.limiter_passes,
+                   "not_reached_because": None, "album": True}
+        return result.audio, sample_rate, StageReport(self.name, True, summary, details)
