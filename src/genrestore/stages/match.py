@@ -38,7 +38,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from genrestore.analysis import estimate_cutoff_hz, integrated_lufs, welch_psd
+from genrestore.analysis import (
+    effective_bandwidth_hz,
+    estimate_cutoff_hz,
+    integrated_lufs,
+    welch_psd,
+)
 from genrestore.errors import AudioFileError, ParameterError
 from genrestore.filters import fir_filter_centred
 from genrestore.io import as_channels
@@ -54,8 +59,13 @@ BAND_EDGE = float(10.0 ** (1.0 / 20.0))
 #: Bands more than this far under the loudest band of either spectrum are empty or noise:
 #: they are neither matched nor measured.
 BAND_RANGE_DB = 80.0
-#: Refinements of the band values against the designed filter's response.
+#: Refinements of the band values against the designed filter's response, and how far
+#: they may move a band's value from the change wanted there: enough to undo the spill of
+#: the interpolation between neighbouring bands, not enough to build an EQ whose bands
+#: swing against each other to chase a few notes (a 10 s excerpt's bass bands are single
+#: notes).
 REFINE_ROUNDS = 4
+REFINE_LIMIT_DB = 3.0
 #: Loudness targets the loudness stage accepts (``loudness.target_lufs``).
 TARGET_RANGE_LUFS = (-40.0, -5.0)
 
@@ -129,7 +139,8 @@ def reference_profile(audio: np.ndarray, sample_rate: int, *, sha256: str = "",
         digest = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
         digest.update(f"{sample_rate}:{x.shape}".encode())
         sha256 = digest.hexdigest()
-    return ReferenceProfile(tuple(float(v) for v in levels), float(estimate_cutoff_hz(x, sample_rate)),
+    return ReferenceProfile(tuple(float(v) for v in levels),
+                            float(effective_bandwidth_hz(x, sample_rate)),
                             float(integrated_lufs(x, sample_rate)), sha256, source)
 
 
@@ -279,7 +290,9 @@ def plan_match(
             achieved = _levels_db(power) - clip_levels[mask]
             if _ == REFINE_ROUNDS:
                 break
-            values = np.clip(values + (wanted - achieved), -max_cut_db, max_boost_db)
+            values = np.clip(values + (wanted - achieved), wanted - REFINE_LIMIT_DB,
+                             wanted + REFINE_LIMIT_DB)
+            values = np.clip(values, -max_cut_db, max_boost_db)
     before = _rms(difference)
     after = _rms(difference - achieved)
     rounded = tuple(round(float(v), 3) for v in bands)
