@@ -375,6 +375,7 @@ class Match:
                           low_hz=self.low_hz, high_hz=self.high_hz)
         details = {"reference": profile.name, "low_hz": plan.low_hz,
                    "high_hz": round(plan.high_hz, 1), "bands_hz": list(plan.bands_hz),
+                   "wanted_db": [round(v, 2) for v in plan.wanted_db],
                    "correction_db": [round(v, 2) for v in plan.correction_db],
                    "rms_before_db": round(plan.rms_before_db, 2),
                    "rms_after_db": round(plan.rms_after_db, 2)}
