@@ -93,3 +93,19 @@ def test_cli_bench_declip(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFi
     rows = bench.declip_benchmark([(p, p.name) for p in sorted(corpus.iterdir())][:1],
                                   seconds=3.0)[0]
     assert all(r.gain_db > 0.0 for r in rows)  # declipping makes no clipped song worse
+
+
+def test_cli_bench_match(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                         ) -> None:
+    out = tmp_path / "match"
+    assert main(["bench", "--match", str(corpus), "--clips", "2", "--seconds", "3",
+                 "--degrade", "bandlimited", "--out", str(out), "-q"]) == 0
+    table = (out / "match.md").read_text()
+    assert "| song11.flac | song13.flac | bandlimited |" in table  # --clips 2: first, last
+    assert "| song13.flac | song11.flac | bandlimited |" in table
+    files = [(p, p.name) for p in sorted(corpus.iterdir())][:2]
+    rows, errors = bench.match_benchmark(files, seconds=3.0, degradations=("bandlimited",))
+    assert errors == []
+    for r in rows:
+        assert r.after_db < r.before_db
+        assert r.self_change_db < 0.1  # a clip matched to itself (read from a file)

@@ -135,3 +135,17 @@ def test_running_windows_refuse_an_empty_window() -> None:
         filters.running_min(np.ones(4), 0)
     with pytest.raises(ParameterError):
         filters.running_mean(np.ones(4), 0)
+
+
+@pytest.mark.parametrize("length", [1000, 70001, 200000])
+def test_fir_filter_centred_is_fftconvolve_same(length: int) -> None:
+    rng = np.random.default_rng(length)
+    x = rng.standard_normal((2, length)).astype(np.float32)
+    taps = signal.firwin(1025, 0.3) * np.hanning(1025)
+    out = filters.fir_filter_centred(x, taps)
+    assert out.dtype == np.float32
+    assert out.shape == x.shape
+    expected = signal.fftconvolve(x.astype(np.float64), taps[np.newaxis], mode="same")
+    assert np.max(np.abs(out - expected)) < 1e-5
+    with pytest.raises(ParameterError):
+        filters.fir_filter_centred(x, taps[:-1])

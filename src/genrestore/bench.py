@@ -1,10 +1,12 @@
 """Benchmarks whose output the README quotes: ``genrestore bench --speed``, ``--clean DIR``
-(full-reference quality on degraded clean music) and ``--real DIR`` (no-reference figures)."""
+(full-reference quality on degraded clean music), ``--real DIR`` (no-reference figures),
+``--declip DIR`` and ``--match DIR`` (reference matching)."""
 
 from __future__ import annotations
 
 import csv
 import statistics
+import tempfile
 import time
 import zlib
 from collections import defaultdict
@@ -14,15 +16,25 @@ from pathlib import Path
 
 import numpy as np
 import pyloudnorm
+import soundfile as sf
 
 from genrestore.analysis import effective_bandwidth_hz, integrated_lufs
 from genrestore.degrade import degrade, get_degradation
-from genrestore.errors import FILE_ERRORS
+from genrestore.errors import FILE_ERRORS, ParameterError
 from genrestore.io import read_audio
 from genrestore.metrics import full_reference, no_reference
 from genrestore.parallel import worker_pool
 from genrestore.pipeline import DEFAULT_PRESET, load_preset, run_pipeline
 from genrestore.stages import StageReport
+from genrestore.stages.match import (
+    ReferenceProfile,
+    band_levels_db,
+    load_reference,
+    match_reference,
+    matched_bands,
+    spectrum_distance_db,
+    with_reference,
+)
 from genrestore.stages.resample import resample
 from genrestore.synth import render_song
 
@@ -500,6 +512,136 @@ def format_declip(rows: Sequence[DeclipRow]) -> str:
         gains = [r.gain_db for r in rows]
         lines += ["", f"mean gain {np.mean(gains):+.1f} dB, smallest {min(gains):+.1f} dB, "
                       f"{sum(g >= 5.0 for g in gains)} of {len(gains)} at least +5 dB"]
+    return "\n".join(lines)
+
+
+# --- Reference matching: 1/3-octave distance to another track --------------------------------
+
+
+@dataclass(frozen=True)
+class MatchRow:
+    """One clip restored without and with another track as its reference."""
+
+    clip: str
+    reference: str
+    degradation: str
+    high_hz: float  # the top of the matched range (the match stage's)
+    bands: int  # third-octave bands compared
+    before_db: float  # RMS band difference to the reference, restored without it
+    after_db: float  # ... restored with it
+    stage_after_db: float  # ... as the match stage left it, before the loudness stage
+    clamped: int  # bands whose wanted change exceeds the stage's +-12 dB
+    self_change_db: float  # largest band change: the restored clip matched to itself (a file)
+    chain_self_change_db: float  # ... restored again by the preset with it as the reference
+    lufs: float  # loudness of the matched output
+    reference_lufs: float
+
+
+def _match_report(reports: tuple[StageReport, ...]) -> StageReport | None:
+    return next((r for r in reports if r.stage == "match"), None)
+
+
+def match_clip(clean: np.ndarray, sample_rate: int, reference: ReferenceProfile, *, name: str,
+               reference_name: str, preset: str = DEFAULT_PRESET,
+               degradation: str = "musicgen_like", output_rate_hz: int = 44100) -> MatchRow:
+    """Degrade ``clean`` (``"none"``: leave it), restore it with ``preset`` without and with
+    ``reference`` and measure the distance of both to the reference
+    (:func:`~genrestore.stages.match.spectrum_distance_db`, 60 Hz to the top of the range
+    the match stage used).  Self-match: the first restoration (without reference), written
+    as a 24-bit WAV file and read as the reference, matched to itself with
+    :func:`~genrestore.stages.match.match_reference`; and the clip restored once more by the
+    preset with that file as its reference (the match stage then sees the audio before the
+    loudness stage, whose limiter changes the bands again).  Each gives the largest change of
+    a band level (dB) against the first restoration, over the same bands."""
+    chosen = load_preset(preset)
+    if degradation == "none":
+        clip, rate = clean, sample_rate
+    else:
+        clip, rate = degrade(clean, sample_rate, degradation, seed=_seed(name, degradation))
+    plain = run_pipeline(clip, rate, chosen, output_rate_hz=output_rate_hz)
+    matched = run_pipeline(clip, rate, with_reference(chosen, reference),
+                           output_rate_hz=output_rate_hz)
+    report = _match_report(matched.reports)
+    high = float(report.details.get("high_hz", 16000.0)) if report else 16000.0
+    before = spectrum_distance_db(plain.audio, output_rate_hz, reference, high_hz=high)
+    after = spectrum_distance_db(matched.audio, output_rate_hz, reference, high_hz=high)
+    with tempfile.TemporaryDirectory() as tmp:
+        own_path = Path(tmp) / "restored.wav"
+        sf.write(own_path, plain.audio.T, output_rate_hz, subtype="PCM_24")
+        own = load_reference(own_path)
+    itself = match_reference(plain.audio, output_rate_hz, own)
+    again = run_pipeline(clip, rate, with_reference(chosen, own), output_rate_hz=output_rate_hz)
+    levels = band_levels_db(plain.audio, output_rate_hz)
+    mask = matched_bands(levels, reference, low_hz=60.0, high_hz=high)
+
+    def change(audio: np.ndarray) -> float:
+        moved = band_levels_db(audio, output_rate_hz)[mask] - levels[mask]
+        return float(np.max(np.abs(moved), initial=0.0))
+
+    details = report.details if report else {}
+    clamped = sum(abs(v) > 12.0 for v in details.get("wanted_db", []))
+    return MatchRow(name, reference_name, degradation, high, int(mask.sum()), before, after,
+                    float(details.get("rms_after_db", float("nan"))), clamped, change(itself),
+                    change(again.audio),
+                    integrated_lufs(matched.audio, output_rate_hz), reference.integrated_lufs)
+
+
+def match_benchmark(files: Sequence[tuple[Path, str]], *, seconds: float = 10.0,
+                    preset: str = DEFAULT_PRESET, degradations: Sequence[str] = ("musicgen_like",),
+                    progress: Callable[[str], None] | None = None
+                    ) -> tuple[list[MatchRow], list[str]]:
+    """Pair every file with the next one in the list (the last with the first) and run
+    :func:`match_clip` on an excerpt of the first with the whole second as the reference."""
+    for d in degradations:
+        if d != "none":
+            get_degradation(d)
+    load_preset(preset)
+    rows: list[MatchRow] = []
+    errors: list[str] = []
+    for i, (path, name) in enumerate(files):
+        ref_path, ref_name = files[(i + 1) % len(files)]
+        try:
+            if ref_path == path:
+                raise ParameterError("--match needs at least two files")
+            reference = load_reference(ref_path)
+            audio, rate = read_audio(path)
+            clip = excerpt(audio, rate, seconds)
+            rows += [match_clip(clip, rate, reference, name=name, reference_name=ref_name,
+                                preset=preset, degradation=d) for d in degradations]
+        except FILE_ERRORS as exc:
+            errors.append(f"{path}: {exc}")
+        if progress is not None:
+            progress(name)
+    return rows, errors
+
+
+#: The benchmark's aim for a clip matched to another track (dB RMS over the bands).
+MATCH_AIM_DB = 1.5
+
+
+def format_match(rows: Sequence[MatchRow]) -> str:
+    """Markdown: one row per clip and reference, then the summary."""
+    lines = ["| clip | reference | degradation | bands (60 Hz-top) | before dB | after dB | "
+             "after, before loudness dB | bands beyond +-12 dB | "
+             "self-match dB | self-match in the chain dB | LUFS (reference) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {r.clip} | {r.reference} | {r.degradation} | {r.bands} (to "
+              f"{r.high_hz / 1000:.1f} kHz) | {r.before_db:.2f} | {r.after_db:.2f} | "
+              f"{r.stage_after_db:.2f} | {r.clamped} | "
+              f"{r.self_change_db:.3f} | {r.chain_self_change_db:.2f} | {r.lufs:.1f} "
+              f"({r.reference_lufs:.1f}) |" for r in rows]
+    if rows:
+        after = [r.after_db for r in rows]
+        reachable = [r for r in rows if not r.clamped]
+        reachable_ok = sum(r.after_db <= MATCH_AIM_DB for r in reachable)
+        lines += ["", f"1/3-octave RMS difference to the reference: before mean "
+                      f"{np.mean([r.before_db for r in rows]):.2f} dB, after mean "
+                      f"{np.mean(after):.2f} dB, max {max(after):.2f} dB; "
+                      f"{sum(a <= MATCH_AIM_DB for a in after)} of {len(rows)} within "
+                      f"{MATCH_AIM_DB:g} dB ({reachable_ok} of {len(reachable)} "
+                      f"that need no band beyond +-12 dB); self-match largest band change "
+                      f"{max(r.self_change_db for r in rows):.3f} dB "
+                      f"({max(r.chain_self_change_db for r in rows):.2f} dB in the chain)"]
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 class Job:
     source: Path
     destination: Path
-    preset: str
+    preset: str | Preset  # a loaded preset carries its reference profiles to the workers
     overrides: dict[str, dict[str, Any]]
     rate: int
     bits: str
@@ -54,7 +54,6 @@ class Job:
     overwrite: bool
     keep_identical: bool = False  # a re-run after a lost worker: its own output is no error
     input_sha256: str | None = None  # the input's hash when the job was made (for the manifest)
-    target: str | None = None  # a delivery target (genrestore.targets), under the overrides
 
 
 Outcome = tuple[Job, "FileResult | None", str | None]
@@ -105,7 +104,7 @@ def _run_job(job: Job) -> Outcome:
         result = restore_file(job.source, job.destination, preset=job.preset,
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
                               overwrite=job.overwrite, overrides=job.overrides, protect=_PROTECT,
-                              keep_identical=job.keep_identical, target=job.target)
+                              keep_identical=job.keep_identical)
     except FILE_ERRORS as exc:
         return job, None, _one_line(job.source, exc)
     except _Terminated:
@@ -364,6 +363,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # Usage errors surface once, before any file.  A target's figures are loudness overrides
     # under --set, so the preset (and the manifest's settings digest) carry them.
     preset = load_preset(args.preset, overrides, target=args.target)
+    preset = _with_reference(preset, args.reference, args.match_strength)
     settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
     plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
                       settings=settings, force=args.force)
@@ -374,7 +374,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         album = _album_pass(plan, preset, args)
         for stage, params in album.overrides().items():
             overrides.setdefault(stage, {}).update(params)
-        preset = load_preset(args.preset, overrides, target=args.target)
+        preset = _with_reference(load_preset(args.preset, overrides, target=args.target),
+                                 args.reference, args.match_strength)
         settings = settings_digest(preset, args.rate, args.bits, args.format or "wav",
                                    __version__)
         plan = plan_batch(args.inputs, args.output, file_format=args.format,
@@ -391,9 +392,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
               f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
     # The manifest records each input's hash from before its restore (an input changed while
     # it is restored is then redone by the next run, never taken as done).
-    jobs = [Job(src, dst, args.preset, overrides, args.rate, args.bits, fmt, replace,
-                input_sha256=_digest(src) if plan.manifest is not None else None,
-                target=args.target)
+    # The loaded preset (target, reference profiles and album gain in it) goes to every job.
+    jobs = [Job(src, dst, preset, {}, args.rate, args.bits, fmt, replace,
+                input_sha256=_digest(src) if plan.manifest is not None else None)
             for (src, dst, fmt), replace in zip(plan.pairs, plan.replace, strict=True)]
     stamps = [_stamp(job.destination) for job in jobs]
     failures: list[str] = [message for _, message in plan.refusals]
@@ -541,6 +542,31 @@ def _album_figure(album: AlbumPlan, outputs: list[Path]) -> str:
         _error(f"album: could not measure the outputs: {exc}")
         measured = None
     return album.summary(measured)
+
+
+def _with_reference(preset: Preset, reference: str | None, strength: float | None) -> Preset:
+    """``preset`` with ``--reference`` / ``--match-strength`` applied and every reference
+    read once (its profile travels with the preset to every worker); an unreadable
+    reference is a usage error naming the file, before any work."""
+    if reference is not None or strength is not None:
+        from genrestore.stages.match import with_reference
+
+        has_match = any(s.name == "match" and getattr(s, "reference", "") for s in preset.stages)
+        if reference is None and not has_match:
+            raise ParameterError("--match-strength needs --reference (or a preset with a "
+                                 "match stage and its reference)")
+        if reference is None:  # the preset's own reference, at this strength
+            preset = dataclasses.replace(preset, stages=tuple(
+                dataclasses.replace(s, strength=strength) if s.name == "match" else s
+                for s in preset.stages))
+        else:
+            preset = with_reference(preset, reference,
+                                    **({} if strength is None else {"strength": strength}))
+    if not any(s.name == "match" for s in preset.stages):
+        return preset
+    from genrestore.stages.match import resolve_references
+
+    return resolve_references(preset)
 
 
 class _Stopped(KeyboardInterrupt):
@@ -1051,6 +1077,13 @@ def _choose(files: list[tuple[Path, Path]], count: int | None) -> list[tuple[Pat
     return [files[i] for i in sorted(set(picks.tolist()))]
 
 
+DEFAULT_DEGRADATIONS = "musicgen_like,bandlimited,noisy,clipped,mp3_stereo"
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from genrestore import bench
 
@@ -1063,7 +1096,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(bench.format_speed(result))
         return EXIT_OK
     presets = [p.strip() for p in (args.preset or "none,auto").split(",") if p.strip()]
-    folder = args.clean or args.real or args.declip
+    folder = args.clean or args.real or args.declip or args.match
     found = _choose(sorted(find_audio_files([folder]), key=lambda f: str(f[1])), args.clips)
     if not found:
         raise ParameterError(f"no audio files found in {folder}")
@@ -1080,7 +1113,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             from genrestore.metrics import visqol_available
 
             visqol = visqol_available() if args.visqol is None else args.visqol
-            degradations = [d.strip() for d in args.degrade.split(",") if d.strip()]
+            degradations = _names(args.degrade or DEFAULT_DEGRADATIONS)
             rows, errors = bench.quality_benchmark(
                 files, degradations=degradations, presets=presets, seconds=args.seconds or 10.0,
                 visqol=visqol, jobs=args.jobs, progress=step)
@@ -1090,6 +1123,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         elif args.declip:
             declip_rows, errors = bench.declip_benchmark(files, seconds=args.seconds or 10.0)
             table = bench.format_declip(declip_rows)
+        elif args.match:
+            match_rows, errors = bench.match_benchmark(
+                files, seconds=args.seconds or 10.0, preset=args.preset or DEFAULT_PRESET,
+                degradations=_names(args.degrade or "musicgen_like"), progress=step)
+            table = bench.format_match(match_rows)
         else:
             real_rows, errors = bench.real_benchmark(files, presets=presets, progress=step)
             table = bench.format_real(real_rows)
@@ -1098,7 +1136,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for message in errors:
         _error(message)
     if out is not None:
-        name = "quality.md" if args.clean else "declip.md" if args.declip else "real.md"
+        name = ("quality.md" if args.clean else "declip.md" if args.declip else
+                "match.md" if args.match else "real.md")
         (out / name).write_text(table + "\n", "utf-8")
     print(table)
     return EXIT_FAILED if errors else EXIT_OK
@@ -1181,6 +1220,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "refused; write nothing")
     p.add_argument("--stereo", action="store_true",
                    help="make mono input stereo (the preset's stereo stage)")
+    p.add_argument("--reference", metavar="FILE",
+                   help="match the long-term spectrum (1/3-octave, 60 Hz to the cutoff) and "
+                        "the loudness of this track (adds the match stage before loudness; "
+                        "read once per batch)")
+    p.add_argument("--match-strength", type=float, metavar="X",
+                   help="how much of the spectral correction to apply, 0..1 (default 1)")
     p.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
                    help="write an HTML before/after report (default: report.html in the -o "
                         "folder, or in the folder holding the outputs)")
@@ -1234,10 +1279,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="generator outputs: no-reference figures before and after")
     mode.add_argument("--declip", metavar="DIR",
                       help="clean music clipped at 2 and 3 %%: SNR before and after declipping")
-    p.add_argument("--degrade", default="musicgen_like,bandlimited,noisy,clipped,mp3_stereo",
-                   help="degradation chains for --clean, comma-separated")
+    mode.add_argument("--match", metavar="DIR",
+                      help="each file's excerpt, degraded and restored with the next file as "
+                           "--reference: 1/3-octave RMS difference before and after, self-match")
+    p.add_argument("--degrade", default=None,
+                   help=f"degradation chains, comma-separated (--clean: {DEFAULT_DEGRADATIONS}; "
+                        "--match: musicgen_like, or none)")
     p.add_argument("--preset", help="presets, comma-separated (default: none,auto; "
-                   "--speed: default)")
+                   "--speed and --match: one, default auto)")
     p.add_argument("--seconds", type=float, help="excerpt length (default 10; --speed: 30)")
     p.add_argument("--clips", type=int, help="use N files spread over the sorted list")
     p.add_argument("--out", help="folder for the CSV and Markdown results")

@@ -321,3 +321,32 @@ def running_mean(x: np.ndarray, size: int, axis: int = -1) -> np.ndarray:
     np.cumsum(padded, axis=-1, out=cumulative[..., 1:])
     total = cumulative[..., size:size + n] - cumulative[..., :n]
     return np.moveaxis((total / size).astype(kind), -1, axis)
+
+
+#: Output samples per block of :func:`fir_filter_centred`'s overlap-add.
+_OLA_BLOCK = 1 << 16
+
+
+def fir_filter_centred(x: np.ndarray, taps: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Filter ``x`` along ``axis`` with an odd-length linear-phase FIR and remove its delay:
+    the output has the input's length and is aligned with it (sample ``n`` of the output is
+    ``sum_k taps[k] x[n + (len(taps) - 1) / 2 - k]``, the input taken as zero outside), as
+    ``scipy.signal.fftconvolve(x, taps, mode="same")``.  FFT overlap-add in blocks of
+    64k output samples (bounded memory on long clips), in double precision; the input's float
+    type out."""
+    h = np.asarray(taps, dtype=np.float64)
+    if h.ndim != 1 or h.size % 2 == 0:
+        raise ParameterError("fir_filter_centred needs a 1-D FIR of odd length")
+    data = np.asarray(x)
+    kind = data.dtype if np.issubdtype(data.dtype, np.floating) else np.dtype(np.float64)
+    moved = np.moveaxis(data, axis, -1)
+    n, delay = moved.shape[-1], h.size // 2
+    size = 1 << int(np.ceil(np.log2(_OLA_BLOCK + h.size - 1)))
+    spectrum = np.fft.rfft(h, size)
+    full = np.zeros((*moved.shape[:-1], n + h.size - 1))
+    for start in range(0, n, _OLA_BLOCK):
+        block = moved[..., start : start + _OLA_BLOCK].astype(np.float64)
+        length = block.shape[-1] + h.size - 1
+        full[..., start : start + length] += np.fft.irfft(
+            np.fft.rfft(block, size) * spectrum, size)[..., :length]
+    return np.moveaxis(full[..., delay : delay + n].astype(kind), -1, axis)

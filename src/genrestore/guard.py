@@ -23,6 +23,10 @@ Each check blames only a stage that can cause what it found, and only if that st
   side is a decorrelated copy of both), while each channel on its own reads a higher
   minimum-statistics floor because the all-passes smear notes into the gaps between them
   (24 dB on the synthetic song), which is what widening is for.
+* A reference match (the ``match`` stage) changes the spectral balance on purpose: the
+  octave check expects its mean correction in each octave, and the floor check allows
+  the span of its correction (largest boost less deepest cut).  It is never blamed (it
+  was asked for).
 * **new clipped runs**: flat tops in the output that the input did not have (exact
   repeats at the peak, which resampling, filtering and the limiter never produce).  No
   stage is blamed: it means a bug, and it is reported.
@@ -114,6 +118,35 @@ def baseline(analysis: Analysis) -> Baseline:
     return Baseline(analysis, levels, music, floor)
 
 
+def _match_correction(reports: tuple[StageReport, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The band centres (Hz) and corrections (dB) of a ``match`` stage that acted."""
+    for r in reports:
+        if r.stage == "match" and r.acted:
+            return np.asarray(r.details["bands_hz"]), np.asarray(r.details["correction_db"])
+    return np.zeros(0), np.zeros(0)
+
+
+def _intended_octave_change(reports: tuple[StageReport, ...], octaves: int) -> np.ndarray:
+    """The change (dB) a reference match made on purpose in each octave band of
+    :func:`_octave_levels` (125 Hz upwards): the mean correction of its third-octave bands
+    centred in that octave; 0 where it matched none."""
+    bands, correction = _match_correction(reports)
+    change = np.zeros(octaves)
+    for k in range(octaves):
+        inside = (bands >= 125.0 * 2.0**k) & (bands < 250.0 * 2.0**k)
+        if inside.any():
+            change[k] = float(correction[inside].mean())
+    return change
+
+
+def _intended_floor_rise(reports: tuple[StageReport, ...]) -> float:
+    """How far a reference match may lift the noise floor against the loudness on purpose:
+    the span of its correction (an EQ changes the bands the floor is read in by at most
+    its largest change, and the loudness by at least its smallest)."""
+    _, correction = _match_correction(reports)
+    return float(correction.max() - correction.min()) if correction.size else 0.0
+
+
 #: Stages that can raise the noise floor against the loudness, most likely first.
 FLOOR_RISERS = ("dynamics", "loudness")
 #: Stages that can take energy out of a band under the cutoff, most likely first.
@@ -147,10 +180,12 @@ def check(
             and analysis.duration_s >= MIN_BAND_CHECK_S):
         top = min(analysis.cutoff_hz, 8000.0)
         out = _octave_levels(*long_term_spectrum(after, after_rate), top)
-        gain = float(np.median(out - base.octave_levels_db))  # the overall level change
+        # A reference match changes octaves on purpose (``match`` is asked for, not blamed).
+        intended = _intended_octave_change(reports, base.octave_levels_db.size)
+        gain = float(np.median(out - intended - base.octave_levels_db))  # the level change
         # What each octave lost beyond the gain change, counting from the input's music
         # (its level less the noise floor): removing hiss is not a loss.
-        loss = float(np.max(base.octave_music_db + gain - out, initial=0.0))
+        loss = float(np.max(base.octave_music_db + gain + intended - out, initial=0.0))
         if loss > max_band_loss_db:
             blame = next((s for s in BAND_CUTTERS if s in acted), "")
             findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
@@ -164,7 +199,7 @@ def check(
                            / analysis.sample_rate)
         floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz,
                                      spec=stft(after, after_rate, n_fft=n_fft)) - lufs_out
-        rise = floor_out - base.floor_to_loudness_db
+        rise = floor_out - base.floor_to_loudness_db - _intended_floor_rise(reports)
         # A floor still 60 dB under the loudness is inaudible, however much it rose.
         if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
             blame = next((s for s in FLOOR_RISERS if s in acted), "")

@@ -34,6 +34,7 @@ from genrestore.preset import (
 from genrestore.spectral import istft, stft
 from genrestore.stages import Context, SpectralStage, Stage, StageReport
 from genrestore.stages.dither import dither
+from genrestore.stages.match import resolve_references
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,12 @@ def run_pipeline(
     """Run ``preset``'s stages on ``(channels, samples)`` or 1-D (mono) audio; the result is
     ``(channels, samples)``.  Consecutive spectral stages share one STFT.  With
     ``preset.guard`` the result is checked against the input (:mod:`genrestore.guard`) and
-    the stages are run again without each stage the guard blames (twice at most)."""
+    the stages are run again without each stage the guard blames (twice at most).  A
+    ``match`` stage's reference file is read here unless the preset comes with its profile
+    (:func:`~genrestore.stages.match.resolve_references`, once per batch)."""
     if output_rate_hz not in OUTPUT_RATES_HZ:
         raise ParameterError(f"output rate must be one of {OUTPUT_RATES_HZ}, not {output_rate_hz}")
+    preset = resolve_references(preset)
     x = validate_audio(audio, sample_rate)
     start = time.perf_counter()
     info = analysis or analyze(x, sample_rate)

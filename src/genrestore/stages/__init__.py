@@ -11,6 +11,7 @@ dynamics   :class:`~.dynamics.Dynamics`                     :func:`compress`
 eq         :class:`~.eq.Equalizer`                          :func:`shape_spectrum`
 loudness   :class:`~.loudness.Loudness`                     :func:`normalize_loudness`
 stereo     :class:`~.stereo.Stereo`                         :func:`widen`
+match      :class:`~.match.Match`                           :func:`match_reference`
 =========  ==============================================  ==============================
 
 Dither (:func:`~genrestore.stages.dither.dither`) is applied when writing integer PCM.
@@ -26,6 +27,7 @@ from genrestore.stages.dither import dither
 from genrestore.stages.dynamics import Dynamics, compress
 from genrestore.stages.eq import Equalizer, shape_spectrum
 from genrestore.stages.loudness import Loudness, limit_true_peak, normalize_loudness
+from genrestore.stages.match import Match, match_reference
 from genrestore.stages.resample import Resample, resample
 from genrestore.stages.stereo import Stereo, widen
 
@@ -33,7 +35,7 @@ from genrestore.stages.stereo import Stereo, widen
 STAGES: dict[str, type] = {
     cls.name: cls
     for cls in (Declip, Denoise, Resample, BandwidthExtension, Stereo, Dynamics, Equalizer,
-                Loudness)
+                Match, Loudness)
 }
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "Dynamics",
     "Equalizer",
     "Loudness",
+    "Match",
     "Resample",
     "SpectralStage",
     "Stage",
@@ -56,6 +59,7 @@ __all__ = [
     "dither",
     "extend_bandwidth",
     "limit_true_peak",
+    "match_reference",
     "normalize_loudness",
     "resample",
     "shape_spectrum",
