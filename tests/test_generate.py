@@ -261,3 +261,25 @@ def test_generate_files_in_process(loaded, tmp_path: Path) -> None:
     assert item.result.source == item.raw
     assert json.loads(read_tags(item.restored)["comment"])["preset"] == "gentle"
     assert not (tmp_path / MANIFEST_NAME).exists()
+    with pytest.raises(ParameterError, match=r"at most 2\.5 s"):
+        generate_files(["soft rain"], tmp_path / "long", model=loaded, duration_s=3.0, seed=4)
+    assert not (tmp_path / "long").exists()
+
+
+def test_manifest_lines_old_and_new_read_alike(tmp_path: Path) -> None:
+    from genrestore.manifest import Manifest, Record
+
+    old = {"input": str(tmp_path / "a.wav"), "input_sha256": "1" * 64, "settings": "s",
+           "version": "0.1.0", "status": "done", "output": str(tmp_path / "a_restored.wav"),
+           "output_sha256": "2" * 64, "lufs": -14.0, "true_peak_dbtp": -1.0, "error": None}
+    new = {**old, "input": str(tmp_path / "b.wav"), "prompt": "rain", "model": "m", "seed": 3,
+           "preset": "auto", "duration_s": 2.0, "a_field_from_a_later_version": 1}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
+    records = Manifest(tmp_path).records
+    a, b = (records[os.path.realpath(tmp_path / n)] for n in ("a.wav", "b.wav"))
+    assert (a.prompt, a.seed, a.preset) == (None, None, None)
+    assert (b.prompt, b.model, b.seed, b.preset, b.duration_s) == ("rain", "m", 3, "auto", 2.0)
+    # A restore batch's line leaves the generation fields out, as before they existed.
+    Manifest(tmp_path / "restore").append(Record(**old))
+    (line,) = (tmp_path / "restore" / MANIFEST_NAME).read_text().splitlines()
+    assert set(json.loads(line)) == set(old)

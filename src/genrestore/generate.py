@@ -208,9 +208,20 @@ def generate(
     """
     checked = _check(prompts, duration_s)
     loaded = _model(model, device)
+    _steps(loaded, duration_s)
     chosen = new_seed() if seed is None else int(seed)
     return ([_generate_one(loaded, p, duration_s, chosen, guidance_scale) for p in checked],
             loaded.sample_rate)
+
+
+def _steps(loaded: MusicGen, duration_s: float) -> int:
+    """Decoder steps for ``duration_s`` of audio (the codebook delay included)."""
+    samples = round(duration_s * loaded.sample_rate)
+    steps = math.ceil(samples / loaded.sample_rate * loaded.frame_rate) + loaded.delay_steps
+    if steps > loaded.max_steps:
+        raise ParameterError(f"{loaded.name}: makes at most {loaded.max_duration_s:.1f} s in one "
+                             f"pass, not {duration_s:g} s")
+    return steps
 
 
 def _generate_one(loaded: MusicGen, prompt: str, duration_s: float, seed: int,
@@ -218,10 +229,7 @@ def _generate_one(loaded: MusicGen, prompt: str, duration_s: float, seed: int,
     import torch
 
     samples = round(duration_s * loaded.sample_rate)
-    steps = math.ceil(samples / loaded.sample_rate * loaded.frame_rate) + loaded.delay_steps
-    if steps > loaded.max_steps:
-        raise ParameterError(f"{loaded.name}: makes at most {loaded.max_duration_s:.1f} s in one "
-                             f"pass, not {duration_s:g} s")
+    steps = _steps(loaded, duration_s)
     tokens = loaded.tokenizer([prompt], return_tensors="pt", padding=True)
     inputs = {k: tokens[k].to(loaded.device) for k in ("input_ids", "attention_mask") if k in tokens}
     options: dict[str, Any] = {"do_sample": True, "max_new_tokens": steps}
@@ -386,6 +394,7 @@ def generate_files(
         preset_name = " ".join([chosen.name] + [f"{stage}.{k}={v}" for stage, values in
                                                 (overrides or {}).items() for k, v in values.items()])
     loaded = _model(model, device)
+    _steps(loaded, duration_s)
     seed = new_seed() if seed is None else int(seed)
     names = file_names(checked, seed, folder, file_format=file_format, restore=chosen is not None)
     book = Manifest(folder) if manifest else None
