@@ -408,7 +408,7 @@ def test_import_and_help_do_not_load_the_dsp_stack() -> None:
     # Issue 11: start-up.  A fact about imports, not a timing: `import genrestore` and the
     # CLI's parser load neither scipy's signal/stats stack nor any optional extra.
     heavy = ("scipy.signal", "scipy.stats", "scipy.ndimage", "matplotlib", "av", "visqol",
-             "torch", "pedalboard")
+             "torch", "transformers", "pedalboard")
     code = ("import sys, genrestore, genrestore.cli\n"
             "genrestore.cli.build_parser().format_help()\n"
             f"print([m for m in {heavy!r} if m in sys.modules])")

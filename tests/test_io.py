@@ -113,7 +113,7 @@ def test_temporary_file_removed_when_the_writer_raises_anything(
             f.write(b"RIFF partial")
         raise error
 
-    monkeypatch.setattr(gio.sf, "write", failing_write)
+    monkeypatch.setattr(gio.sf, "SoundFile", failing_write)
     with pytest.raises(type(error)):  # not an AudioFileError: a bug or Ctrl-C must surface
         write_audio(tmp_path / "o.wav", sine(440, 44100, 0.2), 44100)
     assert list(tmp_path.iterdir()) == []
@@ -131,7 +131,7 @@ def test_disk_errors_while_writing_are_sentences_and_leave_nothing(
             f.write(b"RIFF partial")
         raise error
 
-    monkeypatch.setattr(gio.sf, "write", failing_write)
+    monkeypatch.setattr(gio.sf, "SoundFile", failing_write)
     with pytest.raises(AudioFileError) as info:
         write_audio(tmp_path / "o.wav", sine(440, 44100, 0.2), 44100)
     assert str(info.value).startswith(f"{tmp_path / 'o.wav'}: {message}")
@@ -378,7 +378,7 @@ def test_a_full_disk_is_named_as_such(tmp_path: Path, monkeypatch: pytest.Monkey
     def fail(*args: object, **kwargs: object) -> None:
         raise sf.SoundFileError("System error.")
 
-    monkeypatch.setattr(gio.sf, "write", fail)
+    monkeypatch.setattr(gio.sf, "SoundFile", fail)
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(gio.shutil, "disk_usage", lambda _: usage(1 << 30, 1 << 30, 0))
     with pytest.raises(AudioFileError, match="cannot write: no space left on the disk"):

@@ -1069,6 +1069,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from genrestore.generate import GeneratedFile, generate_files, read_prompts
+
+    prompts = list(args.prompts)
+    if args.prompts_file:
+        prompts += read_prompts(args.prompts_file)
+    if not prompts:
+        raise ParameterError("no prompts: give them as arguments or with --prompts FILE")
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set or []:
+        stage, param, value = parse_set_option(item)
+        overrides.setdefault(stage, {})[param] = value
+    preset = None if args.no_restore else args.preset
+    if preset is not None:
+        load_preset(preset, overrides)  # usage errors before the model loads
+    _quiet_transformers(args.verbose)
+    failures: list[str] = []
+    started = time.perf_counter()
+
+    def show(item: GeneratedFile) -> None:
+        if item.error is not None:
+            failures.append(item.error)
+            _error(item.error)
+            if item.raw is None:
+                return
+        if not args.quiet:
+            print(f"{item.prompt!r} seed {item.seed}: {item.duration_s:.1f} s generated in "
+                  f"{item.generate_seconds:.1f} s -> {item.raw}")
+            if item.result is not None:
+                print(f"  {_summary(item.result)}")
+
+    results = generate_files(prompts, args.output, model=args.model, duration_s=args.duration,
+                             seed=args.seed, preset=preset, overrides=overrides or None,
+                             output_rate_hz=args.rate, bits=args.bits, file_format=args.format,
+                             device=args.device, progress=show)
+    if len(results) > 1 and not args.quiet:
+        print(f"{len(results) - len(failures)} generated, {len(failures)} failed in "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _quiet_transformers(verbose: bool) -> None:
+    """transformers' own notes (its progress bars, warnings about the checkpoints' token ids)
+    go to the log only with ``-v``: the command's output is one line per file."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # the model loader says what to install
+        return
+    if not verbose:
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
 def _choose(files: list[tuple[Path, Path]], count: int | None) -> list[tuple[Path, Path]]:
     """``count`` files spread evenly over the sorted list (all when ``count`` is None)."""
     if count is None or count >= len(files):
@@ -1170,6 +1223,22 @@ if that is unchanged since genrestore wrote it.  --force redoes everything;
 files are complete and recorded, none is half-written (exit 130 or 143)."""
 
 
+_GENERATE_HELP = """\
+Generate music from text prompts with MusicGen (transformers; pip install
+'genrestore[musicgen]'), restore each clip in memory, and write the raw clip
+(SLUG-seedN.wav: 32-bit float at the model's rate) and the restored one
+(SLUG-seedN_restored.wav) into the -o folder.  The model is read from a folder
+or the Hugging Face cache only; genrestore downloads nothing."""
+
+_GENERATE_EPILOG = """\
+Names come from the prompt (ASCII, lowercase, 48 characters at most) and the
+seed; an existing file is never replaced: -2, -3... is added instead.  Each
+file's tags hold the prompt (title) and the prompt, model, seed, preset and
+duration (comment, as JSON); the folder's genrestore-manifest.jsonl gets a line
+per prompt with the same, so `genrestore restore DIR` with the same settings
+finds the restored files done."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genrestore",
@@ -1238,6 +1307,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only errors (and, with --json, the JSON objects)")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser(
+        "generate", help="make music from text with MusicGen, restore it, write both files",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_GENERATE_HELP, epilog=_GENERATE_EPILOG)
+    p.add_argument("prompts", nargs="*", metavar="PROMPT", help="text prompts (quote each one)")
+    p.add_argument("--prompts", dest="prompts_file", metavar="FILE",
+                   help="more prompts: a .txt file (one per line) or a .csv file (its 'prompt' "
+                        "column, else its first)")
+    p.add_argument("--model", required=True, metavar="NAME_OR_PATH",
+                   help="a model folder (save_pretrained) or a Hugging Face name already in "
+                        "the cache, e.g. facebook/musicgen-small; nothing is downloaded")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S",
+                   help="seconds per clip (default 10)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed of every prompt (default: a new one, in the file names "
+                        "and tags)")
+    p.add_argument("-o", "--output", default=".", metavar="DIR",
+                   help="folder for the files (default: the current folder)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--preset", default=DEFAULT_PRESET,
+                       help=f"restoring preset ({', '.join(preset_names())}) or a .toml file")
+    which.add_argument("--no-restore", action="store_true", help="write the raw clips only")
+    p.add_argument("--set", action="append", metavar="STAGE.PARAM=VALUE",
+                   help="override a preset parameter (repeatable)")
+    p.add_argument("--rate", type=int, default=44100, choices=OUTPUT_RATES_HZ)
+    p.add_argument("--bits", default="24", choices=OUTPUT_BITS)
+    p.add_argument("--format", default="wav", choices=OUTPUT_FORMATS,
+                   help="restored files' format (the raw files are WAV, 32-bit float)")
+    p.add_argument("--device", help="torch device: cpu, cuda, cuda:1 (default: a GPU if any)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("analyze", help="measure files: bandwidth, noise, peaks, loudness, stereo")
     p.add_argument("inputs", nargs="+", help="audio files or folders (walked recursively)")

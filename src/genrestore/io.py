@@ -19,7 +19,7 @@ import shutil
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +38,10 @@ OUTPUT_RATES_HZ = (44100, 48000)
 #: Output word lengths: integer PCM bits, or "32f" for 32-bit float.
 OUTPUT_BITS = ("16", "24", "32f")
 OUTPUT_FORMATS = ("wav", "flac")
+#: Text tags the writer can store (libsndfile's strings: a WAV file's LIST/INFO chunk, a
+#: FLAC file's Vorbis comments).
+TAG_FIELDS = ("title", "copyright", "software", "artist", "comment", "date", "album", "license",
+              "tracknumber", "genre")
 
 MIN_RATE_HZ = 8000
 MAX_RATE_HZ = 384000
@@ -256,6 +260,7 @@ def write_audio(
     overwrite: bool = False,
     protect: tuple[str | os.PathLike[str], ...] = (),
     keep_identical: bool = False,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``(channels, samples)`` audio atomically and return the path written.
 
@@ -266,10 +271,15 @@ def write_audio(
     With ``keep_identical=True``, an existing file that already holds exactly the bytes this
     call would write is not an error (it is rewritten with the same bytes): a task run again
     after its worker was lost once it had written its output; any other existing file is
-    still refused, and left as it was.
+    still refused, and left as it was.  ``tags`` maps names of :data:`TAG_FIELDS` to text,
+    stored in the file (WAV LIST/INFO, FLAC Vorbis comments; read back with
+    :func:`read_tags`).
     """
     dst = Path(path)
     fmt = (file_format or dst.suffix.lstrip(".")).lower()
+    unknown = sorted(set(tags or {}) - set(TAG_FIELDS))
+    if unknown:
+        raise ParameterError(f"unknown tag {unknown[0]!r}; the tags are {', '.join(TAG_FIELDS)}")
     if fmt not in OUTPUT_FORMATS:
         raise AudioFileError(dst, f"output format must be one of {', '.join(OUTPUT_FORMATS)}")
     if bits not in OUTPUT_BITS:
@@ -297,13 +307,28 @@ def write_audio(
             log.warning("%s: %d samples clipped at full scale on write", dst, clipped)
         frames, subtype = np.ascontiguousarray(ints.T), f"PCM_{bits}"
     def write(tmp: Path) -> None:
-        sf.write(os.fsencode(tmp), frames, int(sample_rate), subtype=subtype,
-                 format=fmt.upper())
+        with sf.SoundFile(os.fsencode(tmp), "w", int(sample_rate), frames.shape[1],
+                          subtype=subtype, format=fmt.upper()) as f:
+            for name, text in (tags or {}).items():  # before the audio: FLAC writes them first
+                setattr(f, name, str(text))
+            f.write(frames)
         if refused and not _same_bytes(tmp, dst):
             raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
 
     _write_atomic(dst, write)
     return dst
+
+
+def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The text tags of an audio file (:data:`TAG_FIELDS` that are set), as
+    :func:`write_audio` stores them; raises :class:`AudioFileError` for an unreadable file."""
+    p = Path(path)
+    probe(p)
+    try:
+        with sf.SoundFile(os.fsencode(p)) as f:
+            return {name: getattr(f, name) for name in TAG_FIELDS if getattr(f, name)}
+    except sf.SoundFileError as exc:
+        raise AudioFileError(p, f"not a readable audio file ({_sf_reason(exc)})") from exc
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

@@ -5,7 +5,9 @@ file, appended as each file finishes (a crash loses at most the files in flight;
 short by a crash is ignored when the manifest is read).  A line records the input's path and
 content hash, the settings' hash (the preset with every parameter, the output rate, bits and
 format, and genrestore's version), the status (``done`` or ``failed``), the output's path and
-content hash, the output's loudness and true peak, and the error of a failure.
+content hash, the output's loudness and true peak, and the error of a failure.  A
+``generate`` batch (:mod:`genrestore.generate`) writes the same lines, its raw file as the
+input and its restored file as the output, plus the prompt, model, seed, preset and duration.
 
 On a re-run, :meth:`Manifest.decide` says for each file: ``skip`` (done before with the same
 input and settings, and its output is still the file written then), ``redo`` (the input or the
@@ -60,6 +62,17 @@ class Record:
     lufs: float | None = None
     true_peak_dbtp: float | None = None
     error: str | None = None
+    # A ``generate`` batch's lines also say what made the input (the raw file); a
+    # ``restore`` batch's lines, and lines written before these fields existed, leave them out.
+    prompt: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    preset: str | None = None  # None: the raw file was not restored (--no-restore)
+    duration_s: float | None = None
+
+
+#: The fields of :class:`Record` a line leaves out when they are None.
+GENERATION_FIELDS = ("prompt", "model", "seed", "preset", "duration_s")
 
 
 @dataclass(frozen=True)
@@ -107,7 +120,9 @@ class Manifest:
 
     def append(self, record: Record) -> None:
         """Add ``record`` as one line (one write of the whole line, flushed to disk)."""
-        line = json.dumps(asdict(record), allow_nan=False) + "\n"
+        data = {k: v for k, v in asdict(record).items()
+                if v is not None or k not in GENERATION_FIELDS}
+        line = json.dumps(data, allow_nan=False) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:

@@ -221,30 +221,35 @@ def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, ru
 
 
 def restore(
-    audio: np.ndarray,
+    audio: Any,
     sample_rate: int,
     preset: str | os.PathLike[str] | Preset = DEFAULT_PRESET,
     *,
     output_rate_hz: int = 44100,
     target: str | None = None,
     **overrides: Mapping[str, Any],
-) -> tuple[np.ndarray, int]:
+) -> tuple[Any, int]:
     """Restore float audio; returns ``(audio, output_rate_hz)``.
 
-    ``audio`` is ``(channels, samples)`` or 1-D (mono); the result has the layout it was
-    given (1-D in, 1-D out, unless a stage made a mono clip stereo).  ``preset`` is a
+    ``audio`` is ``(channels, samples)``, 1-D (mono) or ``(batch, channels, samples)`` (each
+    clip of the batch restored on its own), as a numpy array or a torch tensor (what
+    audiocraft's and transformers' MusicGen return, on any device, float16 or float32); the
+    result has the kind and layout it was given (1-D in, 1-D out, unless a stage made a mono
+    clip stereo; a tensor comes back with its dtype, on its device: see
+    :mod:`genrestore.arrays`).  Its length is that of the output rate.  ``preset`` is a
     shipped preset's name, a TOML file or a :class:`Preset`; keyword overrides change stage
     parameters, e.g. ``restore(x, 32000, denoise={"strength": 0.5})``; ``target`` a delivery
     target's loudness and ceiling (:mod:`genrestore.targets`, e.g. ``target="spotify"``),
-    under those overrides.  The result is float32 and not dithered (dither belongs to
+    under those overrides.  A numpy result is float32; nothing is dithered (dither belongs to
     writing integer PCM).
     """
+    from genrestore.arrays import pack, unpack
+
     chosen = _chosen_preset(preset, overrides, target)
-    result = run_pipeline(audio, sample_rate, chosen, output_rate_hz=output_rate_hz)
-    out = result.audio
-    if np.ndim(audio) == 1 and out.shape[0] == 1:
-        out = out[0]
-    return out, result.sample_rate
+    layout, clips = unpack(audio)
+    results = [run_pipeline(clip, sample_rate, chosen, output_rate_hz=output_rate_hz)
+               for clip in clips]
+    return pack([r.audio for r in results], layout), results[0].sample_rate
 
 
 def _chosen_preset(preset: str | os.PathLike[str] | Preset, overrides: Overrides | None,
