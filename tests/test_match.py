@@ -330,3 +330,45 @@ def test_restore_reference_runs_in_parallel_workers(clip_file: Path, tmp_path: P
     captured = capsys.readouterr()
     text = captured.out + captured.err
     assert text.count("match     acted  match ref.wav") == 2, text
+
+
+def test_a_reference_is_never_written_even_when_it_is_an_earlier_output(
+        clip_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """An earlier output used as the reference of a redo is protected like an input (the
+    manifest would otherwise take it for genrestore's own output to replace), and a report
+    may not replace it either."""
+    sf.write(clip_file.parent / "other.wav", song(32000, 3.0)[:, ::-1].T, 32000)
+    out = tmp_path / "out"
+    assert main(["restore", str(clip_file.parent), "-o", f"{out}/", "-q"]) == 0
+    ref = out / "clip.wav"
+    before = ref.read_bytes()
+    capsys.readouterr()
+    code = main(["restore", str(clip_file.parent), "-o", f"{out}/", "--reference", str(ref),
+                 "--jobs", "1"])
+    assert code == 1
+    assert "clip.wav is an input of this batch" in capsys.readouterr().err
+    assert ref.read_bytes() == before
+    assert main(["restore", str(clip_file), "-o", str(tmp_path / "x.wav"), "--reference",
+                 str(ref), "--report", str(ref), "--overwrite"]) == 2
+    assert ref.read_bytes() == before
+
+
+def test_set_match_options_and_an_explicit_target_with_a_reference(
+        clip_file: Path, tmp_path: Path) -> None:
+    """``--set match.*`` reaches the stage --reference adds; an explicit loudness target
+    (--target, or --set loudness.target_lufs) wins over the reference's loudness."""
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, 0.3 * shaped_noise(2, seconds=4.0).T, RATE)  # quieter than -14 LUFS
+    ref_lufs = integrated_lufs(_read(ref)[0], RATE)
+    assert ref_lufs < -16.0
+
+    def lufs(name: str, *flags: str) -> float:
+        out = tmp_path / name
+        assert main(["restore", str(clip_file), "-o", str(out), "--reference", str(ref),
+                     "-q", *flags]) == 0
+        return integrated_lufs(*_read(out))
+
+    assert lufs("a.wav") == pytest.approx(ref_lufs, abs=0.3)
+    assert lufs("b.wav", "--set", "match.loudness=false") == pytest.approx(-14.0, abs=0.3)
+    assert lufs("c.wav", "--target", "ebu-r128") == pytest.approx(-23.0, abs=0.3)
+    assert lufs("d.wav", "--set", "loudness.target_lufs=-20") == pytest.approx(-20.0, abs=0.3)

@@ -33,9 +33,16 @@ import numpy as np
 from genrestore.analysis import gated_lufs, gating_blocks, true_peak
 from genrestore.errors import ParameterError
 from genrestore.io import read_audio, validate_audio
-from genrestore.pipeline import FileResult, RestoreResult, restore_file, run_pipeline
-from genrestore.preset import DEFAULT_PRESET, Overrides, Preset, load_preset
+from genrestore.pipeline import (
+    FileResult,
+    RestoreResult,
+    _chosen_preset,
+    restore_file,
+    run_pipeline,
+)
+from genrestore.preset import DEFAULT_PRESET, Overrides, Preset
 from genrestore.stages.loudness import LimiterModel, Loudness, limiter_model
+from genrestore.stages.match import resolve_references
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +219,10 @@ class AlbumResult:
 
 def _chosen(preset: str | os.PathLike[str] | Preset, overrides: Overrides | None,
             target: str | None) -> Preset:
-    if isinstance(preset, Preset):
-        if overrides or target is not None:
-            raise ParameterError("pass overrides and target to load_preset() when giving a "
-                                 "Preset object")
-        return preset
-    return load_preset(preset, overrides, target=target)
+    """The preset as :func:`genrestore.pipeline.restore` chooses it, with its reference
+    tracks read (a match stage's reference sets the loudness target the album plan aims at,
+    as it does for a single file)."""
+    return resolve_references(_chosen_preset(preset, overrides, target))
 
 
 def restore_album(clips: Sequence[tuple[np.ndarray, int]],

@@ -250,7 +250,7 @@ def _output_target(inputs: Sequence[str], output: str | None, count: int) -> tup
 
 def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format: str | None = None,
                overwrite: bool = False, settings: str | None = None,
-               force: bool = False) -> BatchPlan:
+               force: bool = False, protect: Sequence[Path] = ()) -> BatchPlan:
     """Decide every job of a ``restore`` batch before any work starts.
 
     Refuses (one line each, the rest of the batch still runs): a destination that is one of
@@ -263,7 +263,8 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
     a folder (``-o FOLDER``, or beside the inputs of a folder or of several files) keeps a
     manifest there: what it shows done with the same input and settings is not run again
     (``force`` runs it again), and an existing destination that it shows genrestore wrote,
-    unchanged since, may be replaced without ``overwrite``.
+    unchanged since, may be replaced without ``overwrite``.  ``protect`` names more files no
+    job may write (a reference track): they are refused as destinations like the sources.
     """
     found, skipped, in_output = _walk(inputs, output)
     # The same file named twice (or by two spellings) is one job, not a collision with itself.
@@ -307,7 +308,7 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
             } - {None}
     skipped_kept = [f for f in skipped if _identity(f) not in ours]
     sources: dict[tuple[int, int], Path] = {}
-    for src in [src for src, _, _ in planned] + skipped_kept:
+    for src in [src for src, _, _ in planned] + skipped_kept + list(protect):
         key = _identity(src)
         if key is not None:
             sources.setdefault(key, src)
@@ -347,7 +348,7 @@ def plan_batch(inputs: Sequence[str], output: str | None = None, *, file_format:
         pairs.append((src, dst, fmt))
         reasons.append("new" if decision is None or decision.action == "new" else decision.reason)
         replace.append(overwrite or bool(decision and decision.replace_output))
-    every = [src for src, _, _ in planned] + skipped_kept
+    every = [src for src, _, _ in planned] + skipped_kept + list(protect)
     return BatchPlan(tuple(pairs), tuple(refusals), tuple(dict.fromkeys(every)),
                      tuple(skipped + in_output), report_folder, manifest, tuple(done),
                      tuple(reasons), tuple(replace))
@@ -362,11 +363,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         overrides.setdefault("stereo", {})["enabled"] = True
     # Usage errors surface once, before any file.  A target's figures are loudness overrides
     # under --set, so the preset (and the manifest's settings digest) carry them.
-    preset = load_preset(args.preset, overrides, target=args.target)
-    preset = _with_reference(preset, args.reference, args.match_strength)
+    preset = _restore_preset(args, overrides)
+    references = _references(preset)  # protected like the inputs: never a destination
     settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
     plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
-                      settings=settings, force=args.force)
+                      settings=settings, force=args.force, protect=references)
     album: AlbumPlan | None = None
     if args.album:
         # Pass 1 measures every file the batch will have an output of; the album's one gain
@@ -374,14 +375,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         album = _album_pass(plan, preset, args)
         for stage, params in album.overrides().items():
             overrides.setdefault(stage, {}).update(params)
-        preset = _with_reference(load_preset(args.preset, overrides, target=args.target),
-                                 args.reference, args.match_strength)
+        preset = _restore_preset(args, overrides)
         settings = settings_digest(preset, args.rate, args.bits, args.format or "wav",
                                    __version__)
         plan = plan_batch(args.inputs, args.output, file_format=args.format,
-                          overwrite=args.overwrite, settings=settings, force=args.force)
+                          overwrite=args.overwrite, settings=settings, force=args.force,
+                          protect=references)
     if args.dry_run:
-        return _dry_run(plan)
+        return _dry_run(plan, preset, args.rate, args.json)
     report_path = None
     if args.report is not None:
         report_path = Path(args.report) if args.report else plan.report_folder / "report.html"
@@ -511,13 +512,16 @@ def _measure_album(sources: list[Path], preset: Preset, rate: int, workers: int,
 
     done: dict[int, AlbumTrack | str] = {}
     if workers > 1 and len(sources) > 1:
-        with _pool(min(workers, len(sources)), protect) as pool:
+        pool = _pool(min(workers, len(sources)), protect)
+        try:
             futures = [pool.submit(_measure_one, src, preset, rate) for src in sources]
             for index, future in enumerate(futures):
                 try:
                     done[index] = future.result()
                 except BrokenProcessPool:
                     continue
+        finally:  # Ctrl-C: the files not yet measured are dropped, not waited for
+            pool.shutdown(wait=True, cancel_futures=True)
     for index, src in enumerate(sources):
         if index in done:
             continue
@@ -544,7 +548,38 @@ def _album_figure(album: AlbumPlan, outputs: list[Path]) -> str:
     return album.summary(measured)
 
 
-def _with_reference(preset: Preset, reference: str | None, strength: float | None) -> Preset:
+def _restore_preset(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> Preset:
+    """The preset a ``restore`` run uses: ``--preset`` with ``--set``, ``--target`` and
+    ``--reference``.  ``--set match.*`` applies to the match stage ``--reference`` adds; an
+    explicit loudness target (``--target`` or ``--set loudness.target_lufs``) wins over the
+    reference's loudness (the match then leaves the loudness stage's target alone)."""
+    chosen = {k: dict(v) for k, v in overrides.items()}
+    match = chosen.pop("match", {}) if args.reference is not None else {}
+    explicit = args.target is not None or "target_lufs" in chosen.get("loudness", {})
+    if explicit and "loudness" not in match and "loudness" not in chosen.get("match", {}):
+        match["loudness"] = False
+    preset = load_preset(args.preset, chosen, target=args.target)
+    if explicit and args.reference is None:
+        preset = dataclasses.replace(preset, stages=tuple(
+            dataclasses.replace(s, loudness=False)
+            if s.name == "match" and "loudness" not in chosen.get("match", {}) else s
+            for s in preset.stages))
+    return _with_reference(preset, args.reference, args.match_strength, match)
+
+
+def _references(preset: Preset) -> tuple[Path, ...]:
+    """The reference files of the preset's match stages (read already)."""
+    found = []
+    for stage in preset.stages:
+        ref = getattr(stage, "reference", "") if stage.name == "match" else ""
+        source = ref if isinstance(ref, str) else getattr(ref, "source", "")
+        if source:
+            found.append(Path(source))
+    return tuple(found)
+
+
+def _with_reference(preset: Preset, reference: str | None, strength: float | None,
+                    params: dict[str, Any] | None = None) -> Preset:
     """``preset`` with ``--reference`` / ``--match-strength`` applied and every reference
     read once (its profile travels with the preset to every worker); an unreadable
     reference is a usage error naming the file, before any work."""
@@ -560,7 +595,7 @@ def _with_reference(preset: Preset, reference: str | None, strength: float | Non
                 dataclasses.replace(s, strength=strength) if s.name == "match" else s
                 for s in preset.stages))
         else:
-            preset = with_reference(preset, reference,
+            preset = with_reference(preset, reference, **(params or {}),
                                     **({} if strength is None else {"strength": strength}))
     if not any(s.name == "match" for s in preset.stages):
         return preset
@@ -652,18 +687,54 @@ def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
         _error(f"{manifest.path}: could not record {job.source}: {exc}")
 
 
-def _dry_run(plan: BatchPlan) -> int:
-    """``--dry-run``: what the batch would do, nothing written."""
+def _dry_run(plan: BatchPlan, preset: Preset, rate: int, as_json: bool = False) -> int:
+    """``--dry-run``: what the batch would do, nothing written: each file to restore with the
+    stages that would act on it and why (:func:`genrestore.policy.plan` on its analysis, read
+    a block at a time), the files done, the refusals; with ``--json``, one object each."""
+    from genrestore.analysis import analyze_blocks
+    from genrestore.io import read_blocks
+    from genrestore.policy import plan as plan_stages
+
+    failed = 0
     for (src, dst, _), reason in zip(plan.pairs, plan.reasons, strict=True):
+        try:
+            info, blocks = read_blocks(src)
+            analysis = analyze_blocks(blocks, info.sample_rate, info.channels, source=str(src))
+        except FILE_ERRORS as exc:
+            failed += 1
+            if as_json:
+                _print_json({"source": str(src), "destination": str(dst), "status": "failed",
+                             "reason": reason, "stages": None, "error": _one_line(src, exc)})
+            else:
+                print(f"fail    {_one_line(src, exc)}")
+            continue
+        decisions = plan_stages(preset, analysis, output_rate_hz=rate)
+        if as_json:
+            _print_json({"source": str(src), "destination": str(dst), "status": "would restore",
+                         "reason": reason, "error": None,
+                         "stages": [{"stage": d.name, "acts": d.acts, "why": d.why}
+                                    for d in decisions]})
+            continue
         print(f"restore {src} -> {dst}" + (f" ({reason})" if reason != "new" else ""))
+        for d in decisions:
+            print(f"    {d.line()}")
     for src, dst in plan.done:
-        print(f"done    {src} -> {dst} (manifest: same input and settings)")
-    for _, message in plan.refusals:
-        print(f"refuse  {message}")
+        if as_json:
+            _print_json({"source": str(src), "destination": str(dst), "status": "done",
+                         "reason": "manifest: same input and settings", "stages": None,
+                         "error": None})
+        else:
+            print(f"done    {src} -> {dst} (manifest: same input and settings)")
+    for src, message in plan.refusals:
+        if as_json:
+            _print_json({"source": str(src), "destination": None, "status": "refused",
+                         "reason": None, "stages": None, "error": message})
+        else:
+            print(f"refuse  {message}")
     print(f"{len(plan.pairs)} to restore, {len(plan.done)} already done, "
-          f"{len(plan.refusals)} refused" + (f"; manifest {plan.manifest.path}"
-                                             if plan.manifest else ""), file=sys.stderr)
-    return EXIT_FAILED if plan.refusals else EXIT_OK
+          f"{len(plan.refusals)} refused" + (f", {failed} unreadable" if failed else "")
+          + (f"; manifest {plan.manifest.path}" if plan.manifest else ""), file=sys.stderr)
+    return EXIT_FAILED if plan.refusals or failed else EXIT_OK
 
 
 def _rate(done: int, seconds: float) -> str:

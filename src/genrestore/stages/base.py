@@ -64,3 +64,22 @@ class SpectralStage:
 def skipped(name: str, why: str, **details: Any) -> StageReport:
     """A report for a stage that decided not to act."""
     return StageReport(name, False, f"{name} skipped ({why})", dict(details))
+
+
+#: Decisions that switch a stage off by its own parameters, reported as they are (the
+#: others read "STAGE skipped (why)").
+_OFF = ("denoise off",)
+
+
+def decision(stage: Any, context: Context, sample_rate: int) -> tuple[Any, StageReport | None]:
+    """Ask :mod:`genrestore.policy` whether ``stage`` acts on this clip: ``(the stage with the
+    parameters it runs with, None)`` when it does, ``(stage, its skip report)`` when not."""
+    from genrestore.policy import decide
+
+    said = decide(stage, context.analysis, output_rate_hz=context.output_rate_hz,
+                  rate_hz=sample_rate)
+    if said.acts:
+        return said.stage, None
+    if said.why in _OFF or said.why.endswith(" Hz kept"):
+        return stage, StageReport(stage.name, False, said.why, dict(said.details))
+    return stage, skipped(stage.name, said.why, **said.details)

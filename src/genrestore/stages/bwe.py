@@ -21,7 +21,7 @@ import numpy as np
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
 from genrestore.spectral import OVERLAP, Spectrogram, istft, stft, window_energy
-from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
+from genrestore.stages.base import Context, SpectralStage, StageReport, decision, skipped
 
 #: The source band is [SOURCE_LOW, SOURCE_HIGH] x cutoff: below the codec's transition band.
 SOURCE_LOW, SOURCE_HIGH = 0.5, 0.93
@@ -234,10 +234,9 @@ class BandwidthExtension(SpectralStage):
 
     def apply_spectrum(self, spec: Spectrogram, context: Context) -> tuple[Spectrogram, StageReport]:
         cutoff = self.cutoff_hz or context.analysis.cutoff_hz
-        if self.strength == 0.0:
-            return spec, skipped(self.name, "strength 0")
-        if self.adaptive and not self.cutoff_hz and context.analysis.is_full_band:
-            return spec, skipped(self.name, "input is full band", cutoff_hz=cutoff)
+        _, declined = decision(self, context, spec.sample_rate)
+        if declined is not None:
+            return spec, declined
         plan = self.plan(spec, cutoff)
         if plan is None:
             why = (f"cutoff {cutoff / 1000:.1f} kHz is full band" if cutoff >= MIN_CUTOFF_HZ

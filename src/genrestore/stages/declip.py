@@ -23,7 +23,7 @@ import numpy as np
 from genrestore.analysis import CLIP_FLATNESS, clipped_mask, flat_runs
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
-from genrestore.stages.base import Context, StageReport, skipped
+from genrestore.stages.base import Context, StageReport, decision, skipped
 
 
 def _prediction_error_filter(window: np.ndarray, known: np.ndarray, order: int
@@ -197,8 +197,9 @@ class Declip:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
-        if context.analysis.clipped_runs == 0:
-            return audio, sample_rate, skipped(self.name, "no clipped runs")
+        _, declined = decision(self, context, sample_rate)
+        if declined is not None:
+            return audio, sample_rate, declined
         out, fixed = declip(audio, order=self.order, min_run=self.min_run, max_run=self.max_run,
                             max_gain_db=self.max_gain_db, block=self.block)
         if fixed == 0:

@@ -16,7 +16,7 @@ import numpy as np
 from genrestore.errors import ParameterError
 from genrestore.filters import running_mean
 from genrestore.spectral import Spectrogram, istft, noise_psd, stft
-from genrestore.stages.base import Context, SpectralStage, StageReport, skipped
+from genrestore.stages.base import Context, SpectralStage, StageReport, decision
 
 
 def denoise_gain(
@@ -92,14 +92,9 @@ class Denoise(SpectralStage):
             raise ParameterError("denoise.window_s must be between 0.2 and 10")
 
     def apply_spectrum(self, spec: Spectrogram, context: Context) -> tuple[Spectrogram, StageReport]:
-        if self.strength == 0.0 or self.max_attenuation_db == 0.0:
-            return spec, StageReport(self.name, False, "denoise off")
-        snr = context.analysis.snr_db
-        if self.adaptive and not np.isfinite(context.analysis.noise_floor_dbfs):
-            return spec, skipped(self.name, "no measurable noise floor (silence or pure tones)")
-        if self.adaptive and snr >= self.min_snr_db:
-            return spec, skipped(self.name, f"noise floor {snr:.0f} dB under the music",
-                                 snr_db=round(snr, 1))
+        _, declined = decision(self, context, spec.sample_rate)
+        if declined is not None:
+            return spec, declined
         gain, attenuation_db = denoise_gain(
             spec, strength=self.strength, max_attenuation_db=self.max_attenuation_db,
             window_s=self.window_s,

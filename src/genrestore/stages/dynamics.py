@@ -9,7 +9,7 @@ import numpy as np
 
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
-from genrestore.stages.base import Context, StageReport, skipped
+from genrestore.stages.base import Context, StageReport, decision, skipped
 
 _BLOCK_S = 0.1
 
@@ -81,13 +81,9 @@ class Dynamics:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
-        if self.ratio == 1.0:
-            return audio, sample_rate, skipped(self.name, "ratio 1")
-        lra = context.analysis.loudness_range_lu
-        if self.adaptive and lra <= self.min_range_lu:
-            return audio, sample_rate, skipped(
-                self.name, f"loudness range {lra:.1f} LU is already even",
-                loudness_range_lu=round(lra, 1))
+        _, declined = decision(self, context, sample_rate)
+        if declined is not None:
+            return audio, sample_rate, declined
         levels = block_levels_dbfs(audio, sample_rate)
         active = levels[levels > levels.max() - 40.0]
         loud_db = float(np.percentile(active, self.level_percentile))

@@ -11,7 +11,7 @@ from genrestore.analysis import welch_psd
 from genrestore.errors import ParameterError
 from genrestore.filters import butter2_highpass, sosfiltfilt
 from genrestore.io import as_channels
-from genrestore.stages.base import Context, StageReport, skipped
+from genrestore.stages.base import Context, StageReport, decision
 
 TILT_PIVOT_HZ = 1000.0
 #: A 2nd-order Butterworth designed at this fraction of the wanted corner and run forwards
@@ -107,15 +107,16 @@ class Equalizer:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
-        params = {k: getattr(self, k) for k in ("highpass_hz", "low_shelf_hz", "low_shelf_db",
-                                                "high_shelf_hz", "high_shelf_db", "tilt_db")}
+        chosen, declined = decision(self, context, sample_rate)
+        if declined is not None:
+            return audio, sample_rate, declined
+        params = {k: getattr(chosen, k) for k in ("highpass_hz", "low_shelf_hz", "low_shelf_db",
+                                                  "high_shelf_hz", "high_shelf_db", "tilt_db")}
         why = ""
-        if self.adaptive and self.highpass_hz:
-            why = needs_highpass(audio, sample_rate, self.highpass_hz, context.analysis.dc_offset)
-            if not why:
-                params["highpass_hz"] = 0.0
-                if not any(params[k] for k in ("low_shelf_db", "high_shelf_db", "tilt_db")):
-                    return audio, sample_rate, skipped(self.name, "no DC offset or rumble")
+        if self.adaptive and chosen.highpass_hz:
+            from genrestore.policy import highpass_reason
+
+            why = highpass_reason(context.analysis, chosen.highpass_hz)
         out = shape_spectrum(audio, sample_rate, **params)
         parts = [f"hp {params['highpass_hz']:g} Hz" + (f" ({why})" if why else "")
                  ] if params["highpass_hz"] else []

@@ -10,7 +10,7 @@ import soxr
 
 from genrestore.errors import ParameterError
 from genrestore.io import MAX_RATE_HZ, MIN_RATE_HZ, as_channels
-from genrestore.stages.base import Context, StageReport
+from genrestore.stages.base import Context, StageReport, decision
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
@@ -52,8 +52,9 @@ class Resample:
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
         target = context.output_rate_hz
-        if target == sample_rate:
-            return audio, sample_rate, StageReport(self.name, False, f"{sample_rate} Hz kept")
+        _, declined = decision(self, context, sample_rate)
+        if declined is not None:
+            return audio, sample_rate, declined
         out = resample(audio, sample_rate, target, quality=self.quality)
         summary = f"resample {sample_rate / 1000:g}->{target / 1000:g} kHz"
         return out, target, StageReport(self.name, True, summary, {"from_hz": sample_rate,

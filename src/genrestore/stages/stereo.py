@@ -18,7 +18,7 @@ from genrestore.analysis import interchannel_correlation
 from genrestore.errors import ParameterError
 from genrestore.filters import butter2_highpass, sosfiltfilt
 from genrestore.io import as_channels
-from genrestore.stages.base import Context, StageReport, skipped
+from genrestore.stages.base import Context, StageReport, decision
 
 #: All-pass delays (ms) and gain: mutually prime-ish lengths spread the phase evenly.
 ALLPASS_MS = (4.7, 7.3, 11.9, 17.3)
@@ -100,10 +100,9 @@ class Stereo:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
-        if not self.enabled:
-            return audio, sample_rate, skipped(self.name, "not enabled")
-        if not context.analysis.is_mono:
-            return audio, sample_rate, skipped(self.name, "input is already stereo")
+        _, declined = decision(self, context, sample_rate)
+        if declined is not None:
+            return audio, sample_rate, declined
         mono = np.asarray(audio, dtype=np.float32).mean(axis=0, keepdims=True)
         out = widen(mono, sample_rate, correlation=self.correlation, bass_hz=self.bass_hz)
         reached = interchannel_correlation(out)
