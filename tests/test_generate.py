@@ -283,3 +283,38 @@ def test_manifest_lines_old_and_new_read_alike(tmp_path: Path) -> None:
     Manifest(tmp_path / "restore").append(Record(**old))
     (line,) = (tmp_path / "restore" / MANIFEST_NAME).read_text().splitlines()
     assert set(json.loads(line)) == set(old)
+
+
+def test_a_prompt_that_fails_to_generate_fails_alone(loaded, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generation error on one prompt (out of device memory, say) is that prompt's one-line
+    error; the other prompts are generated, restored and written."""
+    import genrestore.generate as gen
+
+    real = gen._generate_one
+
+    def fails_on_rain(model, prompt, *args, **kwargs):
+        if "rain" in prompt:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
+        return real(model, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(gen, "_generate_one", fails_on_rain)
+    results = generate_files(["soft rain", "warm pads"], tmp_path, model=loaded,
+                             duration_s=0.5, seed=4, manifest=False)
+    assert results[0].raw is None
+    assert "generation failed (CUDA out of memory. Tried to allocate 2.00 GiB)" in results[0].error
+    assert results[1].error is None
+    assert results[1].restored is not None
+    assert results[1].restored.is_file()
+
+
+def test_a_cuda_device_without_cuda_is_a_usage_error(tiny: Path, tmp_path: Path, capsys,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["generate", "calm", "--model", str(tiny), "--device", "cuda",
+                 "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "no CUDA device" in err[0]

@@ -192,3 +192,29 @@ def test_the_output_rate_is_chosen_only_by_the_caller() -> None:
         load_preset("auto", {"resample": {"rate_hz": 22050}})
     with pytest.raises(ParameterError, match="output rate"):
         genrestore.restore(sine(440, 32000, 1.0), 32000, output_rate_hz=22050)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_an_inputs_tags_survive_restoring_it(tmp_path: Path, fmt: str) -> None:
+    """Title, artist and a genrestore provenance comment travel from input to output; the
+    comment then names the preset that made the output."""
+    import json
+
+    from genrestore.io import read_tags, write_audio
+    from genrestore.pipeline import restore_file
+
+    rate = 32000
+    t = np.arange(rate * 2) / rate
+    src = write_audio(tmp_path / f"in.{fmt}", (0.3 * np.sin(2 * np.pi * 440 * t))[None], rate,
+                      tags={"title": "calm piano", "artist": "someone",
+                            "comment": json.dumps({"prompt": "calm piano", "preset": None})})
+    out = tmp_path / f"out.{fmt}"
+    restore_file(src, out, preset="gentle")
+    tags = read_tags(out)
+    assert tags["title"] == "calm piano"
+    assert tags["artist"] == "someone"
+    assert json.loads(tags["comment"]) == {"prompt": "calm piano", "preset": "gentle"}
+    assert tags["software"].startswith("genrestore ")
+    plain = write_audio(tmp_path / f"plain.{fmt}", (0.3 * np.sin(2 * np.pi * 440 * t))[None], rate)
+    restore_file(plain, tmp_path / f"plain-out.{fmt}")
+    assert read_tags(tmp_path / f"plain-out.{fmt}") == {}

@@ -132,6 +132,8 @@ def _load(name: str, device: str | None) -> MusicGen:
         raise ParameterError(f"{name}: a {config.model_type!r} model, not MusicGen "
                              f"({', '.join(MODEL_CLASSES)})")
     chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if str(chosen).startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"--device {chosen}: this torch has no CUDA device (use --device cpu)")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(name, local_files_only=True)
         net = getattr(transformers, class_name).from_pretrained(name, local_files_only=True)
@@ -417,7 +419,12 @@ def _one_file(loaded: MusicGen, prompt: str, seed: int, duration_s: float,
               preset: Preset | None, preset_name: str | None, rate: int, bits: str,
               file_format: str) -> GeneratedFile:
     start = time.perf_counter()
-    audio = _generate_one(loaded, prompt, duration_s, seed, guidance_scale)
+    try:
+        audio = _generate_one(loaded, prompt, duration_s, seed, guidance_scale)
+    except RuntimeError as exc:  # out of memory on the device, say: this prompt fails alone
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return GeneratedFile(raw=None, restored=None, error=f"{raw}: generation failed ({reason})",
+                             prompt=prompt, seed=seed, generate_seconds=0.0, duration_s=0.0)
     seconds = time.perf_counter() - start
     made = {"prompt": prompt, "seed": seed, "generate_seconds": seconds,
             "duration_s": audio.shape[1] / loaded.sample_rate}

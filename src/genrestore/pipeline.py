@@ -262,6 +262,28 @@ def _chosen_preset(preset: str | os.PathLike[str] | Preset, overrides: Overrides
     return load_preset(preset, overrides, target=target)
 
 
+def _carried_tags(source: Path, preset_name: str) -> dict[str, str]:
+    """The input's text tags, for its output: a title, artist or comment survives restoring;
+    a comment that is a JSON object with a ``preset`` (the provenance ``genrestore generate``
+    writes) names the preset that made this output, and the software is genrestore."""
+    import json
+
+    from genrestore import __version__
+    from genrestore.io import read_tags
+
+    tags = read_tags(source)
+    if not tags:
+        return {}
+    try:
+        comment = json.loads(tags.get("comment", ""))
+    except ValueError:
+        comment = None
+    if isinstance(comment, dict) and "preset" in comment:
+        tags["comment"] = json.dumps({**comment, "preset": preset_name}, ensure_ascii=False)
+    tags["software"] = f"genrestore {__version__}"
+    return tags
+
+
 @dataclass(frozen=True)
 class FileResult:
     """What :func:`restore_file` did to one file."""
@@ -313,7 +335,8 @@ def restore_file(
     lufs, peak = result.output_levels or (integrated_lufs(out, result.sample_rate),
                                           true_peak_dbtp(out))
     write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
-                overwrite=overwrite, protect=(src, *protect), keep_identical=keep_identical)
+                overwrite=overwrite, protect=(src, *protect), keep_identical=keep_identical,
+                tags=_carried_tags(src, chosen.name))
     return FileResult(
         source=src,
         destination=dst,
