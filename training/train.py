@@ -49,7 +49,7 @@ LOUDNESS = (2 * CONTEXT + 2) * FRAME_FEATURES - 1
 @dataclass(frozen=True)
 class Settings:
     hidden: tuple[int, ...] = (256, 256)
-    steps: int = 20000
+    steps: int = 6000
     batch: int = 512
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
