@@ -5,10 +5,14 @@ is degraded by a randomly drawn chain (:func:`random_chain`: band limits of thre
 5 to 16 kHz, MP3 or Opus at 24-96 kbit/s, white or pink hiss at 15-45 dB SNR, mono or stereo,
 random gain, mild clipping), brought back to the clean track's rate the way the pipeline does
 (``genrestore.stages.resample``), and measured with the package's own feature code
-(``genrestore.model.features``), so training sees exactly what inference will.  The target is
-the clean excerpt's band levels relative to the degraded frame's reference level; the loss
-mask keeps only bands the clean track really has (below its own measured cutoff) and frames
-that are not silent.
+(``genrestore.model.features``), so training sees exactly what inference will.  Two targets
+are stored: ``levels``, the clean excerpt's band levels relative to the degraded frame's
+reference level, and ``ratios``, in the bands above the cutoff, the log10 ratio of the clean
+energy to the energy band replication copies there (``genrestore.stages.bwe.patch_bins``),
+both smoothed over ``RATIO_SMOOTH_FRAMES`` frames.  The loss masks keep only bands the clean
+track really has (below its own measured cutoff), frames that are not silent and, for the
+ratios, bands above the cutoff with something copied into them.  Every ``FRAME_STRIDE``-th
+frame is kept (neighbours are nearly the same row) and the inputs are stored as float16.
 
     python -m training.pairs --cache DIR          # writes DIR/pairs/{train,validation}.npz
 """
@@ -33,19 +37,27 @@ from genrestore.degrade import Degradation, degrade
 from genrestore.model.features import (
     BAND_EDGES_HZ,
     LOG_FLOOR,
+    RATIO_SMOOTH_FRAMES,
     RELATIVE_RANGE,
+    copied_energies,
+    fraction_above,
     frame_levels,
     network_input,
     spectrum_energies,
 )
 from genrestore.spectral import stft
+from genrestore.stages.bwe import patch_bins
 from genrestore.stages.resample import resample
 
 log = logging.getLogger("training.pairs")
 
 #: Excerpt length (s) and how many excerpts per track and split.
-EXCERPT_S = 6.0
-EXCERPTS = {"train": 12, "validation": 4}
+EXCERPT_S = 8.0
+EXCERPTS = {"train": 9, "validation": 4}
+#: Every this many frames is a row.
+FRAME_STRIDE = 2
+#: The ratio target is clipped to this range (log10 power).
+RATIO_RANGE = (-6.0, 3.0)
 #: Frames whose degraded reference level is below this (log10 power) are left out of the loss.
 SILENT_REFERENCE = -9.0
 #: A clean track is a training target only if its own band reaches this far (Hz); bands above
@@ -82,18 +94,31 @@ def random_chain(rng: np.random.Generator) -> Degradation:
 class Pairs:
     """Network inputs, targets and loss weights, one row per channel-frame."""
 
-    inputs: np.ndarray  # (rows, INPUT_FEATURES) float32
-    targets: np.ndarray  # (rows, BANDS) float32, relative log10 levels of the clean signal
-    weights: np.ndarray  # (rows, BANDS) float32, 0 where the clean track has no content
+    inputs: np.ndarray  # (rows, INPUT_FEATURES) float16
+    levels: np.ndarray  # (rows, BANDS) float32, relative log10 levels of the clean signal
+    level_weights: np.ndarray  # (rows, BANDS) float32, 0 where the clean track has no content
+    ratios: np.ndarray  # (rows, BANDS) float32, log10 clean / copied energy (smoothed)
+    ratio_weights: np.ndarray  # (rows, BANDS) float32, 0 where there is no ratio to learn
+
+    FIELDS = ("inputs", "levels", "level_weights", "ratios", "ratio_weights")
 
     @staticmethod
     def concatenate(parts: list[Pairs]) -> Pairs:
-        return Pairs(*(np.concatenate([getattr(p, f) for p in parts])
-                       for f in ("inputs", "targets", "weights")))
+        return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in Pairs.FIELDS))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in Pairs.FIELDS}
+
+
+def smooth_frames(values: np.ndarray, frames: int = RATIO_SMOOTH_FRAMES) -> np.ndarray:
+    """Centred moving mean over ``frames`` frames (axis 0), the edges repeated."""
+    from scipy.ndimage import uniform_filter1d
+
+    return uniform_filter1d(np.asarray(values, dtype=np.float64), frames, axis=0, mode="nearest")
 
 
 def excerpt_pairs(clean: np.ndarray, rate: int, clean_cutoff_hz: float, chain: Degradation,
-                  seed: int) -> Pairs:
+                  seed: int, stride: int = FRAME_STRIDE) -> Pairs:
     """Degrade one clean ``(channels, samples)`` excerpt and measure inputs and targets."""
     degraded, low_rate = degrade(clean, rate, chain, seed=seed)
     cutoff = estimate_cutoff_hz(degraded, low_rate)  # as the pipeline's analysis sees it
@@ -103,15 +128,32 @@ def excerpt_pairs(clean: np.ndarray, rate: int, clean_cutoff_hz: float, chain: D
     spec_in = stft(restored_rate[:, :n], rate)
     e_in = spectrum_energies(spec_in)
     e_clean = spectrum_energies(stft(target[:, :n], rate))
+    bins = patch_bins(spec_in, cutoff)
+    copied = copied_energies(spec_in, *bins) if bins is not None else None
     band_ok = (BAND_EDGES_HZ[1:] <= clean_cutoff_hz).astype(np.float32)
+    above = (fraction_above(cutoff) >= 0.5).astype(np.float32)
+    floor = 10.0**LOG_FLOOR
     parts = []
     for c in range(e_in.shape[0]):
-        frames = frame_levels(e_in[c], cutoff, spec_in.hop / rate)
-        clean_level = np.log10(np.maximum(e_clean[c].astype(np.float64), 10.0**LOG_FLOOR))
+        own = copied[c] if copied is not None else None
+        frames = frame_levels(e_in[c], cutoff, spec_in.hop / rate, own)
+        clean_level = np.log10(np.maximum(e_clean[c].astype(np.float64), floor))
         rel = np.clip(clean_level - frames.reference[:, None], *RELATIVE_RANGE)
         audible = (frames.reference > SILENT_REFERENCE).astype(np.float32)
-        parts.append(Pairs(network_input(frames), rel.astype(np.float32),
-                           audible[:, None] * band_ok[None, :]))
+        level_w = audible[:, None] * band_ok[None, :]
+        if own is None:
+            ratio = np.zeros_like(rel)
+            ratio_w = np.zeros_like(level_w)
+        else:
+            smooth_copy = smooth_frames(own)
+            ratio = np.log10(np.maximum(smooth_frames(e_clean[c]), floor)
+                             / np.maximum(smooth_copy, floor))
+            ratio = np.clip(ratio, *RATIO_RANGE)
+            ratio_w = level_w * above[None, :] * (smooth_copy > 1e3 * floor)
+        keep = slice(None, None, stride)
+        parts.append(Pairs(network_input(frames)[keep].astype(np.float16),
+                           rel[keep].astype(np.float32), level_w[keep],
+                           ratio[keep].astype(np.float32), ratio_w[keep].astype(np.float32)))
     return Pairs.concatenate(parts)
 
 
@@ -161,7 +203,7 @@ def build(cache: Path, jobs: int = 2) -> dict[str, Path]:
         pairs = Pairs.concatenate(results)
         path = out_dir / f"{split}.npz"
         part = path.with_suffix(".part.npz")
-        np.savez(part, inputs=pairs.inputs, targets=pairs.targets, weights=pairs.weights)
+        np.savez(part, **pairs.arrays())
         os.replace(part, path)
         written[split] = path
         print(f"{split}: {len(chosen)} tracks, {pairs.inputs.shape[0]} channel-frames "

@@ -1,9 +1,11 @@
 """The learned spectral-envelope model: numpy inference of the weights shipped in the wheel.
 
-A small fully connected network reads band levels of the shared STFT around each frame
-(:mod:`genrestore.model.features`) and predicts the clean signal's level in every band: above
-the cutoff that is the envelope the bandwidth-extension stage shapes its replicated band to
-(``bwe.method = "model"``), below it a per-band target the input can be compared with.  The
+A small fully connected network reads band levels of the shared STFT around each frame and
+the levels band replication copies above the cutoff (:mod:`genrestore.model.features`).  It
+predicts either the clean signal's level in every band (``info["target"] == "levels"``) or,
+above the cutoff, a slowly varying log gain of the copied band (``"ratio"``); either way
+:func:`predict_levels` turns that into the envelope the bandwidth-extension stage shapes its
+replicated band to (``bwe.method = "model"``).  The
 weights are package data (``genrestore/model/*.npz``), trained by the recipe in ``training/``
 (torch, never imported here); inference is plain numpy, deterministic, and works frame by
 frame with :data:`~genrestore.model.features.CONTEXT` frames of look-ahead, so it can run on
@@ -27,6 +29,9 @@ from genrestore.errors import ParameterError
 from genrestore.model.features import (
     BANDS,
     INPUT_FEATURES,
+    LOG_FLOOR,
+    TARGETS,
+    copied_energies,
     frame_levels,
     network_input,
     spectrum_energies,
@@ -59,14 +64,23 @@ class EnvelopeModel:
             raise ParameterError(
                 f"model weights do not fit the features: layers {dims}, "
                 f"expected {INPUT_FEATURES} inputs and {BANDS} outputs")
+        if self.target not in TARGETS:
+            raise ParameterError(f"model target must be one of {', '.join(TARGETS)}, "
+                                 f"not {self.target!r}")
+
+    @property
+    def target(self) -> str:
+        """What the network predicts: ``"levels"`` or ``"ratio"`` (see the module)."""
+        return str(self.info.get("target", "levels"))
 
     @property
     def parameters(self) -> int:
         return int(sum(w.size + b.size for w, b in zip(self.weights, self.biases, strict=True)))
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
-        """``(frames, INPUT_FEATURES) -> (frames, BANDS)``: the predicted clean level of
-        each band relative to the frame's reference level (log10 power)."""
+        """``(frames, INPUT_FEATURES) -> (frames, BANDS)``: per band, the predicted clean
+        level relative to the frame's reference level, or the log gain of the copied band
+        (log10 power; see :attr:`target`)."""
         h = (np.asarray(inputs, dtype=np.float32) - self.mean) / self.scale
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
@@ -118,13 +132,25 @@ def load_model(path: str | os.PathLike[str] | None = None) -> EnvelopeModel:
         raise ParameterError(f"{p}: cannot read model weights ({exc.strerror or exc})") from None
 
 
-def predict_levels(spec: Spectrogram, cutoff_hz: float, model: EnvelopeModel) -> np.ndarray:
+def predict_levels(spec: Spectrogram, cutoff_hz: float, model: EnvelopeModel,
+                   bins: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The model's clean band levels for every channel and frame of ``spec``:
     ``(channels, frames, BANDS)`` float32, log10 of the mean power per bin (the scale of
-    :func:`~genrestore.model.features.band_energies`)."""
+    :func:`~genrestore.model.features.band_energies`).  ``bins`` are the band replication's
+    ``(target_bins, source_bins)`` (:func:`genrestore.stages.bwe.patch_bins`); without them
+    nothing counts as copied, and a ``"ratio"`` model's levels are the floor everywhere."""
     energies = spectrum_energies(spec)
+    copied = copied_energies(spec, *bins) if bins is not None else None
     out = np.empty(energies.shape, dtype=np.float32)
     for c in range(energies.shape[0]):
-        frames = frame_levels(energies[c], cutoff_hz, spec.hop / spec.sample_rate)
-        out[c] = model.forward(network_input(frames)) + frames.reference[:, None]
+        own = copied[c] if copied is not None else None
+        frames = frame_levels(energies[c], cutoff_hz, spec.hop / spec.sample_rate, own)
+        pred = model.forward(network_input(frames))
+        if model.target == "levels":
+            out[c] = pred + frames.reference[:, None]
+        elif own is None:
+            out[c] = LOG_FLOOR
+        else:
+            have = own > 10.0**LOG_FLOOR
+            out[c] = np.where(have, np.log10(np.maximum(own, 10.0**LOG_FLOOR)) + pred, LOG_FLOOR)
     return out

@@ -12,12 +12,22 @@ Per frame the model reads, for the frame itself and :data:`CONTEXT` frames eithe
   clipped to ``[-10, 2]`` so silence and empty bands read as a floor;
 - the reference level itself, as ``log10`` power (``-12`` for digital silence);
 
-once, for the centre frame, the *long-term* relative levels and reference level: an
-exponentially weighted mean over the frames so far (time constant :data:`LONG_TERM_S`, the
-weights normalised, so the first frames are plain means), which tells the network the clip's
-timbre and how loud this frame is for it; and which bands lie above the cutoff (the fraction
-of each band's width above it) and the cutoff in units of 20 kHz.  It predicts, per band, the clean
-signal's log energy relative to the same reference level.  Everything here is numpy, shared by
+once, for the centre frame: the *copied* band levels, the energy the bandwidth extension's
+replication puts into each band above the cutoff before any gain (:func:`copied_energies`),
+relative to the reference and floored where nothing is copied; the *medium-term* relative and
+copied levels (time constant :data:`MEDIUM_TERM_S`) and the *long-term* relative levels and
+reference level (:data:`LONG_TERM_S`): exponentially weighted means over the frames so far
+(the weights normalised, so the first frames are plain means), which tell the network what
+the last phrase and the clip sound like and how loud this frame is for them; and which bands
+lie above the cutoff (the fraction of each band's width above it) and the cutoff in units of
+20 kHz.  Only past frames and :data:`CONTEXT` frames of look-ahead are read, so the features
+of a stream's blocks equal those of the whole when the running means' state is carried.
+
+A model predicts, per band, either the clean signal's log energy relative to the reference
+level (``target = "levels"``) or, above the cutoff, the log ratio of the clean energy to the
+copied energy, both smoothed over :data:`RATIO_SMOOTH_FRAMES` (``target = "ratio"``): a gain
+for the replicated band that varies slowly, so the band keeps its source's dynamics frame by
+frame and an unsure prediction stays near a constant gain.  Everything here is numpy, shared by
 inference (:mod:`genrestore.model`) and the training recipe (``training/``), so both see
 exactly the same numbers.
 """
@@ -61,8 +71,18 @@ RELATIVE_RANGE = (-10.0, 2.0)
 FRAME_FEATURES: int = BANDS + 1
 #: Time constant (s) of the long-term levels.
 LONG_TERM_S = 2.0
-#: The input of the network: context frames, the long-term levels, the band mask, the cutoff.
-INPUT_FEATURES: int = (2 * CONTEXT + 2) * FRAME_FEATURES + BANDS + 1
+#: Time constant (s) of the medium-term relative and copied levels (about a beat).
+MEDIUM_TERM_S = 0.25
+#: Frames the ratio target is smoothed over (centred; 43 frames are 0.5 s at 44.1 kHz).
+RATIO_SMOOTH_FRAMES = 43
+#: The input of the network: context frames, the long-term levels, the copied levels, the
+#: medium-term relative and copied levels and reference, the band mask, the cutoff.
+INPUT_FEATURES: int = ((2 * CONTEXT + 2) * FRAME_FEATURES + BANDS + (2 * BANDS + 1)
+                       + BANDS + 1)
+#: Where the band mask (fraction of each band above the cutoff) sits in the network input.
+ABOVE_SLICE = slice(INPUT_FEATURES - BANDS - 1, INPUT_FEATURES - 1)
+#: What a model may predict (see the module's description).
+TARGETS = ("levels", "ratio")
 
 
 @functools.lru_cache(maxsize=16)
@@ -104,6 +124,22 @@ def _membership(n_fft: int, sample_rate: int) -> np.ndarray:
     return m
 
 
+def copied_energies(spec: Spectrogram, target_bins: np.ndarray, source_bins: np.ndarray
+                    ) -> np.ndarray:
+    """The energy band replication copies into each band: ``(channels, frames, BANDS)``, the
+    mean over a band's target bins of their source bins' power (normalised as
+    :func:`spectrum_energies`); 0 in bands without target bins, and target bins above 20 kHz
+    count in the top band."""
+    index = band_index(spec.n_fft, spec.sample_rate)[target_bins]
+    index = np.where(index < 0, BANDS - 1, index)
+    member = np.zeros((len(target_bins), BANDS), dtype=np.float32)
+    member[np.arange(len(target_bins)), index] = 1.0
+    member /= np.maximum(member.sum(axis=0), 1.0)
+    src = spec.data[:, :, source_bins]
+    power = (src.real**2 + src.imag**2) / np.float32(window_energy(spec.n_fft))
+    return power @ member
+
+
 def fraction_above(cutoff_hz: float) -> np.ndarray:
     """How much of each band's width lies above ``cutoff_hz`` (0..1), float32 ``(BANDS,)``."""
     lo, hi = BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:]
@@ -129,6 +165,8 @@ class Frames:
     above: np.ndarray  # (BANDS,) float32: fraction of each band above the cutoff
     cutoff_hz: float
     long_term: np.ndarray  # (frames, FRAME_FEATURES) float32: running means of the above
+    copied: np.ndarray  # (frames, BANDS) float32: log10 copied energy minus the reference
+    medium_term: np.ndarray  # (frames, 2 * BANDS + 1) float32: running means (relative, copied)
 
 
 def running_mean(values: np.ndarray, frame_s: float, time_constant_s: float = LONG_TERM_S
@@ -144,29 +182,41 @@ def running_mean(values: np.ndarray, frame_s: float, time_constant_s: float = LO
     return num / den.reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def frame_levels(energies: np.ndarray, cutoff_hz: float, frame_s: float) -> Frames:
+def frame_levels(energies: np.ndarray, cutoff_hz: float, frame_s: float,
+                 copied: np.ndarray | None = None) -> Frames:
     """Turn band energies ``(frames, BANDS)`` of one channel, one frame every ``frame_s``
-    seconds, into :class:`Frames`."""
+    seconds, and the copied energies of the same frames (:func:`copied_energies`; ``None``:
+    nothing is copied) into :class:`Frames`."""
     e = np.asarray(energies, dtype=np.float64)
     ref_power = e[:, reference_bands(cutoff_hz)].mean(axis=1)
     reference = np.log10(np.maximum(ref_power, 10.0**LOG_FLOOR))
     level = np.log10(np.maximum(e, 10.0**LOG_FLOOR))
     relative = np.clip(level - reference[:, None], *RELATIVE_RANGE)
+    if copied is None:
+        copied_rel = np.full_like(relative, RELATIVE_RANGE[0])
+    else:
+        c = np.log10(np.maximum(np.asarray(copied, dtype=np.float64), 10.0**LOG_FLOOR))
+        copied_rel = np.clip(c - reference[:, None], *RELATIVE_RANGE)
     per_frame = np.concatenate([relative, reference[:, None]], axis=1)
     long_term = running_mean(per_frame, frame_s)
     long_term[:, -1] = reference - long_term[:, -1]  # this frame against the clip's level
+    medium = running_mean(np.concatenate([relative, copied_rel, reference[:, None]], axis=1),
+                          frame_s, MEDIUM_TERM_S)
+    medium[:, -1] = reference - medium[:, -1]
     return Frames(relative.astype(np.float32), reference.astype(np.float32),
-                  fraction_above(cutoff_hz), float(cutoff_hz), long_term.astype(np.float32))
+                  fraction_above(cutoff_hz), float(cutoff_hz), long_term.astype(np.float32),
+                  copied_rel.astype(np.float32), medium.astype(np.float32))
 
 
 def network_input(frames: Frames) -> np.ndarray:
     """Stack :data:`CONTEXT` frames either side (edges repeated) and append the long-term
-    levels, the band mask and the cutoff: ``(frames, INPUT_FEATURES)`` float32."""
+    levels, the copied and medium-term levels, the band mask and the cutoff:
+    ``(frames, INPUT_FEATURES)`` float32."""
     per_frame = np.concatenate([frames.relative, frames.reference[:, None]], axis=1)
     n = per_frame.shape[0]
     padded = np.pad(per_frame, ((CONTEXT, CONTEXT), (0, 0)), mode="edge")
     stacked = [padded[j : j + n] for j in range(2 * CONTEXT + 1)]
-    stacked.append(frames.long_term)
+    stacked += [frames.long_term, frames.copied, frames.medium_term]
     fixed = np.concatenate([frames.above, [frames.cutoff_hz / 20000.0]]).astype(np.float32)
     stacked.append(np.broadcast_to(fixed, (n, fixed.size)))
     return np.concatenate(stacked, axis=1).astype(np.float32)

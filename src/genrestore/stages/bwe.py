@@ -260,8 +260,9 @@ class BandwidthExtension(SpectralStage):
                                   extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
         from genrestore.model import load_model, predict_levels
 
-        if patch_bins(spec, cutoff_hz, self.max_freq_hz) is None:
+        bins = patch_bins(spec, cutoff_hz, self.max_freq_hz)
+        if bins is None:
             return None
-        levels = predict_levels(spec, cutoff_hz, load_model(self.weights or None))
+        levels = predict_levels(spec, cutoff_hz, load_model(self.weights or None), bins)
         return plan_model_extension(spec, cutoff_hz, levels, strength=self.strength,
                                     max_freq_hz=self.max_freq_hz)
