@@ -1,0 +1,92 @@
+"""The policy layer (genrestore.policy): which stages act on a clip and why, decided once from
+its analysis; the stages and ``restore --dry-run`` read the same decisions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import chord, sine
+from genrestore.analysis import analyze
+from genrestore.cli import main
+from genrestore.pipeline import load_preset, run_pipeline
+from genrestore.policy import plan
+
+RATE = 32000
+
+
+def _noisy_bandlimited(seconds: float = 4.0) -> np.ndarray:
+    """A chord low-passed at 8 kHz, then hiss 30 dB under it: denoise and bwe should act."""
+    from scipy import signal
+
+    rng = np.random.default_rng(0)
+    x = signal.sosfilt(signal.butter(10, 8000, fs=RATE, output="sos"), chord(RATE, seconds)[:1])
+    x = x + 10 ** (-30 / 20) * np.std(x) * rng.standard_normal(x.shape)
+    return x.astype(np.float32)
+
+
+def test_the_plan_reads_the_analysis() -> None:
+    x = _noisy_bandlimited()
+    decisions = {d.name: d for d in plan(load_preset("auto"), analyze(x, RATE),
+                                         output_rate_hz=44100)}
+    assert decisions["denoise"].acts  # 30 dB SNR is under auto's 40 dB
+    assert decisions["bwe"].acts
+    assert decisions["bwe"].why.startswith("cutoff ")
+    assert decisions["resample"].acts
+    assert not decisions["declip"].acts
+    assert decisions["declip"].why == "no clipped runs"
+    assert not decisions["stereo"].acts
+    clean = chord(RATE, 4.0)[:1]
+    quiet = {d.name: d for d in plan(load_preset("auto"), analyze(clean, RATE),
+                                     output_rate_hz=RATE)}
+    assert not quiet["denoise"].acts
+    assert "under the music" in quiet["denoise"].why
+    assert not quiet["resample"].acts
+
+
+def test_what_the_plan_says_is_what_the_pipeline_does() -> None:
+    x = _noisy_bandlimited()
+    preset = load_preset("auto")
+    decided = {d.name: d.acts for d in plan(preset, analyze(x, RATE), output_rate_hz=44100)}
+    ran = {r.stage: r.acted for r in run_pipeline(x, RATE, preset).reports if r.stage != "guard"}
+    for name in ("declip", "resample", "denoise", "bwe", "stereo", "eq", "dynamics"):
+        assert ran[name] == decided[name], name
+
+
+def test_the_high_pass_decision_comes_from_the_input_spectrum() -> None:
+    x = chord(44100, 3.0)
+    preset = load_preset("auto")
+
+    def eq(y: np.ndarray) -> str:
+        (d,) = [d for d in plan(preset, analyze(y, 44100), output_rate_hz=44100)
+                if d.name == "eq"]
+        return f"{d.acts} {d.why}"
+
+    assert eq(x) == "False no DC offset or rumble"
+    assert eq(x + 0.01) == "True DC offset"
+    assert eq(x + sine(15, 44100, 3.0, 0.1)) == "True rumble"
+
+
+def test_dry_run_prints_each_files_plan(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", _noisy_bandlimited()[0], RATE)
+    clipped = np.clip(chord(RATE, 3.0)[0] * 3.0, -0.5, 0.5)
+    sf.write(folder / "b.wav", clipped, RATE)
+    assert main(["restore", str(folder), "-o", f"{tmp_path / 'out'}/", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "    denoise   acts  (noise floor" in text
+    assert "    declip    acts  (" in text
+    assert "clipped runs)" in text
+    assert not (tmp_path / "out").exists()
+    assert main(["restore", str(folder), "-o", f"{tmp_path / 'out'}/", "--dry-run",
+                 "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["status"] for r in records] == ["would restore"] * 2
+    stages = {d["stage"]: d["acts"] for d in records[1]["stages"]}
+    assert stages["declip"]
+    assert stages["loudness"]
