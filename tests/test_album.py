@@ -157,3 +157,15 @@ def test_album_needs_a_loudness_stage(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["restore", str(tmp_path / "a.wav"), "--album", "--preset", "none"]) == 2
     assert "no loudness stage" in capsys.readouterr().err
     assert not (tmp_path / "a_restored.wav").exists()
+
+
+def test_a_sting_shorter_than_a_gating_block_does_not_bias_the_plan() -> None:
+    """A 0.15 s sting has no 400 ms gating block (BS.1770 cannot measure it alone), so it
+    adds nothing to the album figure; its limiter model, which keeps one block for the
+    loudness stage's sake, must not bias the prediction either."""
+    clips = album()
+    sting = (_track(3)[:, : int(0.15 * RATE)] * np.float32(4.0), RATE)  # loud, peaks far over
+    with_sting = restore_album([*clips, sting], "auto", target="spotify")
+    assert with_sting.plan.limited
+    assert with_sting.plan.predicted_lufs == pytest.approx(with_sting.output_lufs,
+                                                           abs=TOLERANCE_LU)

@@ -166,10 +166,13 @@ def plan_album(tracks: Sequence[AlbumTrack], preset: Preset) -> AlbumPlan:
                                    not_reached_because="")
     cap = free + (stage.max_limiting_db or MAX_DRIVE_DB)
     # The models read a little loud; anchor them at the free gain, where the truth is known.
-    offset = pre + free - album_lufs([t.model.block_energies(free) for t in tracks])
+    # A track shorter than one 400 ms gating block has none (as gating_blocks measures it),
+    # though its model keeps one for the loudness stage's sake: it is left out here too.
+    gated = [t for t in tracks if t.blocks.size]
+    offset = pre + free - album_lufs([t.model.block_energies(free) for t in gated])
 
     def predict(gain_db: float) -> float:
-        return album_lufs([t.model.block_energies(gain_db) for t in tracks]) + offset
+        return album_lufs([t.model.block_energies(gain_db) for t in gated]) + offset
 
     gain, level = _solve(predict, target, free, cap)
     why = ""
