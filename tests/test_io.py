@@ -387,3 +387,21 @@ def test_a_full_disk_is_named_as_such(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(AudioFileError, match="cannot write: System error"):
         write_audio(tmp_path / "o.wav", sine(440, 44100, 0.2), 44100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_tag_is_cut_in_a_wav_and_kept_whole_in_a_flac(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A WAV INFO string holds about 2 kB (libsndfile writes no tag at all past that): a
+    longer prompt is cut, with a warning, and the other tags survive; FLAC keeps it whole."""
+    from genrestore.io import read_tags
+
+    x = sine(440, 44100, 0.2)
+    prompt = "a slow piano piece with rain é " * 100  # 3,100 bytes
+    wav = write_audio(tmp_path / "long.wav", x, 44100, tags={"title": prompt, "artist": "me"})
+    tags = read_tags(wav)
+    assert tags["artist"] == "me"
+    assert prompt.startswith(tags["title"])
+    assert 1900 < len(tags["title"].encode("utf-8")) <= 2000
+    assert "title tag is cut" in caplog.text
+    flac = write_audio(tmp_path / "long.flac", x, 44100, tags={"title": prompt})
+    assert read_tags(flac)["title"] == prompt

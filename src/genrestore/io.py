@@ -306,17 +306,31 @@ def write_audio(
         if clipped:
             log.warning("%s: %d samples clipped at full scale on write", dst, clipped)
         frames, subtype = np.ascontiguousarray(ints.T), f"PCM_{bits}"
+    texts = {name: str(text) for name, text in (tags or {}).items()}
+    if fmt == "wav":
+        for name, text in texts.items():
+            data = text.encode("utf-8")
+            if len(data) > _WAV_TAG_BYTES:  # libsndfile drops every INFO string otherwise
+                texts[name] = data[:_WAV_TAG_BYTES].decode("utf-8", "ignore")
+                log.warning("%s: the %s tag is cut to %d bytes (a WAV INFO string holds no "
+                            "more; FLAC does)", display_path(dst), name, _WAV_TAG_BYTES)
+
     def write(tmp: Path) -> None:
         with sf.SoundFile(os.fsencode(tmp), "w", int(sample_rate), frames.shape[1],
                           subtype=subtype, format=fmt.upper()) as f:
-            for name, text in (tags or {}).items():  # before the audio: FLAC writes them first
-                setattr(f, name, str(text))
+            for name, text in texts.items():  # before the audio: FLAC writes them first
+                setattr(f, name, text)
             f.write(frames)
         if refused and not _same_bytes(tmp, dst):
             raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
 
     _write_atomic(dst, write)
     return dst
+
+
+#: The longest text (UTF-8 bytes) a WAV INFO string keeps: libsndfile silently writes no
+#: INFO chunk at all when one string is longer (measured: 2045 bytes kept, 2046 lost).
+_WAV_TAG_BYTES = 2000
 
 
 def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
