@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from genrestore.pipeline import (
     run_pipeline,
 )
 from genrestore.preset import DEFAULT_PRESET, Overrides, Preset
-from genrestore.stages.loudness import LimiterModel, Loudness, limiter_model
+from genrestore.stages.loudness import LimiterModel, Loudness, limiter_model, solve_gain
 from genrestore.stages.match import resolve_references
 
 log = logging.getLogger(__name__)
@@ -174,33 +174,12 @@ def plan_album(tracks: Sequence[AlbumTrack], preset: Preset) -> AlbumPlan:
     def predict(gain_db: float) -> float:
         return album_lufs([t.model.block_energies(gain_db) for t in gated]) + offset
 
-    gain, level = _solve(predict, target, free, cap)
+    gain, level = solve_gain(predict, target, free, cap)
     why = ""
     if level < target - TOLERANCE_LU:
         why = "cap" if gain >= cap - 0.5 and predict(cap) > predict(cap - 1.0) + 0.1 else "limiter"
     return dataclasses.replace(plan, gain_db=gain, predicted_lufs=level, limited=True,
                                not_reached_because=why)
-
-
-def _solve(predict: Callable[[float], float], target: float, low: float, high: float
-           ) -> tuple[float, float]:
-    """The smallest gain in ``[low, high]`` predicted to reach ``target`` (1 dB scan, then
-    bisection), or the loudest one when none does."""
-    grid = np.linspace(low, high, max(2, int(np.ceil(high - low)) + 1))
-    levels = []
-    for k, g in enumerate(grid):
-        levels.append(predict(float(g)))
-        if levels[-1] < target:
-            continue
-        if k == 0:
-            return float(g), levels[0]
-        a, b = float(grid[k - 1]), float(g)
-        for _ in range(14):
-            mid = 0.5 * (a + b)
-            a, b = (mid, b) if predict(mid) < target else (a, mid)
-        return b, predict(b)
-    k = int(np.argmax(levels))
-    return float(grid[k]), levels[k]
 
 
 def album_preset(preset: Preset, plan: AlbumPlan) -> Preset:

@@ -30,7 +30,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -435,6 +435,8 @@ def _one_file(loaded: MusicGen, prompt: str, seed: int, duration_s: float,
         return GeneratedFile(raw=None, restored=None, error=_line(raw, exc), **made)
     if preset is None or restored is None:
         return GeneratedFile(raw=raw, restored=None, **made)
+    from genrestore.pipeline import restore_to_file
+
     try:
         result = restore_to_file(audio, loaded.sample_rate, restored, preset=preset,
                                  output_rate_hz=rate, bits=bits, file_format=file_format,
@@ -443,31 +445,6 @@ def _one_file(loaded: MusicGen, prompt: str, seed: int, duration_s: float,
     except FILE_ERRORS as exc:
         return GeneratedFile(raw=raw, restored=None, error=_line(raw, exc), **made)
     return GeneratedFile(raw=raw, restored=restored, result=result, **made)
-
-
-def restore_to_file(audio: np.ndarray, sample_rate: int, destination: str | os.PathLike[str], *,
-                    preset: Preset, output_rate_hz: int = 44100, bits: str = "24",
-                    file_format: str | None = None, source: str | os.PathLike[str] = "<array>",
-                    tags: Mapping[str, str] | None = None) -> Any:
-    """Restore audio held in memory and write it as :func:`genrestore.pipeline.restore_file`
-    writes a file's (dither for integer PCM, atomic, never replacing an existing file);
-    returns a :class:`~genrestore.pipeline.FileResult` whose ``source`` is ``source``."""
-    from genrestore.analysis import integrated_lufs, true_peak_dbtp
-    from genrestore.pipeline import FileResult, run_pipeline
-    from genrestore.stages.dither import dither
-
-    start = time.perf_counter()
-    result = run_pipeline(audio, sample_rate, preset, output_rate_hz=output_rate_hz)
-    out = result.audio
-    if bits != "32f":
-        out = dither(out, bits=int(bits), seed=preset.dither.seed, shape=preset.dither.shape)
-    lufs, peak = result.output_levels or (integrated_lufs(out, result.sample_rate),
-                                          true_peak_dbtp(out))
-    dst = write_audio(destination, out, result.sample_rate, bits=bits, file_format=file_format,
-                      tags=tags)
-    return FileResult(source=Path(source), destination=dst, analysis=result.analysis,
-                      reports=result.reports, output_lufs=lufs, output_true_peak_dbtp=peak,
-                      seconds=time.perf_counter() - start)
 
 
 def _line(path: Path, exc: BaseException) -> str:

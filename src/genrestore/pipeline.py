@@ -52,6 +52,7 @@ __all__ = [  # the preset model is genrestore.preset's, re-exported here for con
     "preset_names",
     "restore",
     "restore_file",
+    "restore_to_file",
     "run_pipeline",
 ]
 
@@ -322,12 +323,39 @@ def restore_file(
     """
     start = time.perf_counter()
     chosen = _chosen_preset(preset, overrides, target)
-    src, dst = Path(source), Path(destination)
+    src = Path(source)
     audio, rate = read_audio(src)
-    result = run_pipeline(audio, rate, chosen, output_rate_hz=output_rate_hz)
+    return restore_to_file(audio, rate, destination, preset=chosen, output_rate_hz=output_rate_hz,
+                           bits=bits, file_format=file_format, source=src, overwrite=overwrite,
+                           protect=(src, *protect), keep_identical=keep_identical,
+                           tags=_carried_tags(src, chosen.name), started=start)
+
+
+def restore_to_file(
+    audio: np.ndarray,
+    sample_rate: int,
+    destination: str | os.PathLike[str],
+    *,
+    preset: Preset,
+    output_rate_hz: int = 44100,
+    bits: str = "24",
+    file_format: str | None = None,
+    source: str | os.PathLike[str] = "<array>",
+    overwrite: bool = False,
+    protect: Sequence[str | os.PathLike[str]] = (),
+    keep_identical: bool = False,
+    tags: Mapping[str, str] | None = None,
+    started: float | None = None,
+) -> FileResult:
+    """Restore audio held in memory with ``preset``, dither it for integer PCM and write it
+    atomically to ``destination`` with ``tags`` (the second half of :func:`restore_file`, and
+    how ``genrestore generate`` writes what it generated); the result names ``source``."""
+    start = time.perf_counter() if started is None else started
+    dst = Path(destination)
+    result = run_pipeline(audio, sample_rate, preset, output_rate_hz=output_rate_hz)
     out = result.audio
     if bits != "32f":
-        out = dither(out, bits=int(bits), seed=chosen.dither.seed, shape=chosen.dither.shape)
+        out = dither(out, bits=int(bits), seed=preset.dither.seed, shape=preset.dither.shape)
     # Dither moves neither figure by 0.01 (TPDF at 16 bits is about -98 dBFS of noise and
     # one step of 3e-5 on the peaks), so the loudness stage's own figures stand for the file.
     # Measured before the write: once the output is in place, nothing is left to do but
@@ -335,10 +363,10 @@ def restore_file(
     lufs, peak = result.output_levels or (integrated_lufs(out, result.sample_rate),
                                           true_peak_dbtp(out))
     write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
-                overwrite=overwrite, protect=(src, *protect), keep_identical=keep_identical,
-                tags=_carried_tags(src, chosen.name))
+                overwrite=overwrite, protect=tuple(protect), keep_identical=keep_identical,
+                tags=tags)
     return FileResult(
-        source=src,
+        source=Path(source),
         destination=dst,
         analysis=result.analysis,
         reports=result.reports,

@@ -228,6 +228,14 @@ class _LimiterModel:
 LimiterModel = _LimiterModel
 
 
+def solve_gain(predict: Callable[[float], float], target: float, low: float, high: float
+               ) -> tuple[float, float]:
+    """The smallest gain in ``[low, high]`` that ``predict`` puts at ``target`` (or the one
+    where it is loudest): the solver the loudness stage aims its limiter model with, for album
+    mode's model of the whole album."""
+    return _solve(predict, target, low, high)
+
+
 def limiter_model(audio: np.ndarray, sample_rate: int, *, ceiling_dbtp: float = -1.0,
                   release_ms: float = 80.0) -> _LimiterModel:
     """The model of :func:`limit_true_peak` for ``(channels, samples)`` or 1-D audio: its
