@@ -26,6 +26,7 @@ from genrestore.generate import (
     load_model,
     prompt_slug,
     read_prompts,
+    tags_for,
 )
 from genrestore.io import read_tags
 from genrestore.manifest import MANIFEST_NAME
@@ -318,3 +319,18 @@ def test_a_cuda_device_without_cuda_is_a_usage_error(tiny: Path, tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "no CUDA device" in err[0]
+
+
+def test_a_long_prompt_keeps_a_whole_json_comment_in_a_wav(tmp_path: Path) -> None:
+    """A WAV INFO string holds about 2 kB: the comment's prompt is shortened so the JSON (and
+    model, seed, preset) survive whole; the title is cut by the writer."""
+    from genrestore.io import write_audio
+
+    prompt = "slow ambient piano with rain and distant thunder, é " * 60  # ~3,100 bytes
+    tags = tags_for(prompt, "facebook/musicgen-small", 7, "auto", 2.0)
+    path = write_audio(tmp_path / "long.wav", np.zeros((1, 3200), np.float32), 32000, tags=tags)
+    comment = json.loads(read_tags(path)["comment"])
+    assert (comment["model"], comment["seed"], comment["preset"]) == (
+        "facebook/musicgen-small", 7, "auto")
+    assert prompt.startswith(comment["prompt"].removesuffix("…"))
+    assert len(comment["prompt"]) > 500

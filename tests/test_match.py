@@ -372,3 +372,35 @@ def test_set_match_options_and_an_explicit_target_with_a_reference(
     assert lufs("b.wav", "--set", "match.loudness=false") == pytest.approx(-14.0, abs=0.3)
     assert lufs("c.wav", "--target", "ebu-r128") == pytest.approx(-23.0, abs=0.3)
     assert lufs("d.wav", "--set", "loudness.target_lufs=-20") == pytest.approx(-20.0, abs=0.3)
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--set", "match.bogus=1"], "unknown parameter 'bogus'"),
+    (["--set", "match.strength=\"abc\""], "strength must be float"),
+    (["--set", "match.reference=\"x.wav\""], "--set match.reference and --reference"),
+    (["--set", "match.strength=0.3", "--match-strength", "0.7"], "both given"),
+])
+def test_set_match_with_a_reference_is_checked_like_any_parameter(
+        flags: list[str], said: str, clip_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture) -> None:
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, song(RATE, 2.0).T, RATE)
+    assert main(["restore", str(clip_file), "-o", str(tmp_path / "x.wav"), "--reference",
+                 str(ref), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert said in err[0]
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_the_library_never_writes_a_reference_either(clip_file: Path, tmp_path: Path) -> None:
+    from genrestore.errors import AudioFileError
+    from genrestore.pipeline import restore_file
+
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, song(RATE, 2.0).T, RATE)
+    before = ref.read_bytes()
+    with pytest.raises(AudioFileError, match="refusing to overwrite"):
+        restore_file(clip_file, ref, preset=with_reference(load_preset("gentle"), ref),
+                     overwrite=True)
+    assert ref.read_bytes() == before

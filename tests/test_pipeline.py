@@ -218,3 +218,23 @@ def test_an_inputs_tags_survive_restoring_it(tmp_path: Path, fmt: str) -> None:
     plain = write_audio(tmp_path / f"plain.{fmt}", (0.3 * np.sin(2 * np.pi * 440 * t))[None], rate)
     restore_file(plain, tmp_path / f"plain-out.{fmt}")
     assert read_tags(tmp_path / f"plain-out.{fmt}") == {}
+
+
+def test_a_tag_that_is_not_utf8_is_dropped_not_mangled(tmp_path: Path) -> None:
+    """A Latin-1 WAV INFO title reads back with U+FFFD in it: it is left out of the output
+    rather than written there mangled; the other tags travel."""
+    from genrestore.io import read_tags, write_audio
+    from genrestore.pipeline import restore_file
+
+    rate = 32000
+    t = np.arange(rate * 2) / rate
+    src = write_audio(tmp_path / "in.wav", (0.3 * np.sin(2 * np.pi * 440 * t))[None], rate,
+                      tags={"title": "Cafe Muller", "artist": "someone"})
+    data = src.read_bytes()
+    at = data.index(b"Cafe Muller")
+    src.write_bytes(data[:at] + "Café Müller".encode("latin-1") + data[at + 11:])
+    assert "\ufffd" in read_tags(src)["title"]
+    out = tmp_path / "out.wav"
+    restore_file(src, out, preset="gentle")
+    assert "title" not in read_tags(out)
+    assert read_tags(out)["artist"] == "someone"

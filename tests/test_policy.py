@@ -3,6 +3,7 @@ its analysis; the stages and ``restore --dry-run`` read the same decisions."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -90,3 +91,56 @@ def test_dry_run_prints_each_files_plan(tmp_path: Path, capsys: pytest.CaptureFi
     stages = {d["stage"]: d["acts"] for d in records[1]["stages"]}
     assert stages["declip"]
     assert stages["loudness"]
+
+
+@pytest.mark.parametrize(("case", "preset", "overrides"), [
+    ("silence", "auto", {}),
+    ("silence", "full", {}),
+    ("short", "auto", {}),
+    ("music", "gentle", {"eq": {"highpass_hz": 0.0}}),
+    ("music", "auto", {"stereo": {"enabled": True}}),
+    ("clipped", "auto", {}),
+])
+def test_the_plan_is_what_runs_on_odd_clips(case: str, preset: str, overrides: dict) -> None:
+    """Silence, a 0.3 s clip, a flat eq, a mono clip made stereo, clipped music: every stage
+    the plan says acts acts, and every one it says skips stays idle (declip excepted where its
+    runs are too long to rebuild, which only its own input shows)."""
+    x = {"silence": np.zeros((1, 3 * RATE), np.float32),
+         "short": chord(RATE, 0.3)[:1],
+         "music": _noisy_bandlimited(),
+         "clipped": np.clip(chord(RATE, 3.0)[:1] * 3.0, -0.5, 0.5)}[case]
+    chosen = load_preset(preset, overrides)
+    plain = dataclasses.replace(chosen, guard=False)  # the guard may back off a planned stage
+    decided = {d.name: d.acts for d in plan(plain, analyze(x, RATE), output_rate_hz=44100)}
+    ran = {r.stage: r.acted for r in run_pipeline(x, RATE, plain).reports}
+    assert ran == decided
+
+
+def test_a_match_with_no_strength_or_no_reference_is_planned_idle(tmp_path: Path) -> None:
+    from genrestore.stages.match import resolve_references, with_reference
+
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, chord(RATE, 2.0)[0], RATE)
+    x = _noisy_bandlimited()
+    for strength in (0.0, 0.5):
+        chosen = resolve_references(with_reference(load_preset("gentle"), ref, strength=strength))
+        decided = {d.name: d.acts for d in plan(chosen, analyze(x, RATE), output_rate_hz=44100)}
+        ran = {r.stage: r.acted for r in run_pipeline(x, RATE, chosen).reports}
+        assert decided["match"] is (strength > 0)
+        assert ran["match"] is decided["match"]
+
+
+@pytest.mark.parametrize("rate", [32000, 44100, 48000])
+def test_a_bass_note_or_silence_is_not_rumble(rate: int) -> None:
+    """A 36 Hz bass note leaks no energy under 30 Hz on the fine low-frequency spectrum (the
+    main spectrum's 0.1 s segments would), and silence has none to speak of."""
+    preset = load_preset("auto")
+
+    def eq(y: np.ndarray) -> bool:
+        (d,) = [d for d in plan(preset, analyze(y, rate), output_rate_hz=44100) if d.name == "eq"]
+        return d.acts
+
+    bass = chord(rate, 3.0)[:1] + sine(36, rate, 3.0, 0.3)[:1]
+    assert not eq(bass)
+    assert not eq(np.zeros((1, 3 * rate), np.float32))
+    assert eq(bass + sine(15, rate, 3.0, 0.1)[:1])

@@ -644,6 +644,10 @@ def effective_bandwidth_hz(audio: np.ndarray, sample_rate: int, *, range_db: flo
     return float(freqs[int(within[-1])])
 
 
+#: How high :attr:`Analysis.low_spectrum` reaches (the highest high-pass corner ``eq`` takes).
+LOW_SPECTRUM_HZ = 500.0
+
+
 @dataclass(frozen=True)
 class LongTermSpectrum:
     """A clip's :func:`long_term_spectrum`: bin frequencies (Hz) and level (dB per Hz)."""
@@ -685,13 +689,19 @@ class Analysis:
     #: The long-term spectrum (:func:`long_term_spectrum`) the cutoff was read from; the
     #: guard's octave levels read it.  Not a figure: :meth:`to_dict` leaves it out.
     spectrum: LongTermSpectrum | None = field(default=None, repr=False, compare=False)
+    #: A finer long-term spectrum under :data:`LOW_SPECTRUM_HZ` (Welch segments of
+    #: 2^ceil(log2(rate / 5)) samples, 0.2 s or more) and the total power of that Welch
+    #: (per Hz, summed over every bin), for the rumble rule of :mod:`genrestore.policy`.
+    low_spectrum: LongTermSpectrum | None = field(default=None, repr=False, compare=False)
+    low_spectrum_total: float = field(default=0.0, repr=False, compare=False)
 
     @property
     def is_full_band(self) -> bool:
         return self.cutoff_hz >= 0.95 * self.sample_rate / 2.0
 
     def to_dict(self) -> dict[str, float | int | bool]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "spectrum"}
+        hidden = ("spectrum", "low_spectrum", "low_spectrum_total")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
@@ -1245,12 +1255,15 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     energies and a few figures per STFT hop), and the figures equal :func:`analyze`'s on the
     whole clip (to rounding) whatever the blocks' sizes.  A clip under
     :data:`~genrestore.io.MIN_DURATION_S` is a :class:`ParameterError` naming ``source``."""
-    # Pass 1: the long-term spectrum, loudness, sums, extremes, the length.
+    # Pass 1: the long-term spectrum (and a finer one for the bass), loudness, sums, extremes,
+    # the length.
     welch = _WelchSum(channels, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
+    fine = _WelchSum(channels, 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))
     loudness = _LoudnessSum(channels, sample_rate)
     sums = _Sums(channels)
     for block in blocks():
         welch.add(block)
+        fine.add(block)
         loudness.add(block)
         sums.add(block)
     length = sums.n
@@ -1260,6 +1273,9 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     loudness.finish()
     freqs, psd = welch.psd(sample_rate)
     spectrum = LongTermSpectrum(freqs, _db(psd))
+    fine_freqs, fine_psd = fine.psd(sample_rate)
+    below = fine_freqs <= LOW_SPECTRUM_HZ
+    low_spectrum = LongTermSpectrum(fine_freqs[below], _db(fine_psd[below]))
     cutoff = estimate_cutoff_hz(np.zeros((channels, 0)), sample_rate, spectrum=spectrum)
     # Pass 2: the STFT's noise floors and top band, clipped runs, true peak.
     n_fft = default_n_fft(sample_rate)
@@ -1332,4 +1348,6 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
         mid_side_db=fold.mid_side_db,
         mono_fold_down_loss_db=fold.loss_db,
         spectrum=spectrum,
+        low_spectrum=low_spectrum,
+        low_spectrum_total=float(fine_psd.sum()),
     )

@@ -27,7 +27,13 @@ from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
 from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
 from genrestore.manifest import Manifest, Record, file_digest, settings_digest
 from genrestore.parallel import default_jobs, worker_pool
-from genrestore.preset import DEFAULT_PRESET, load_preset, parse_set_option, preset_names
+from genrestore.preset import (
+    DEFAULT_PRESET,
+    load_preset,
+    parse_set_option,
+    preset_names,
+    stage_parameters,
+)
 from genrestore.targets import TARGETS
 
 if TYPE_CHECKING:
@@ -364,7 +370,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     # Usage errors surface once, before any file.  A target's figures are loudness overrides
     # under --set, so the preset (and the manifest's settings digest) carry them.
     preset = _restore_preset(args, overrides)
-    references = _references(preset)  # protected like the inputs: never a destination
+    from genrestore.stages.match import reference_paths
+
+    references = reference_paths(preset)  # protected like the inputs: never a destination
     settings = settings_digest(preset, args.rate, args.bits, args.format or "wav", __version__)
     plan = plan_batch(args.inputs, args.output, file_format=args.format, overwrite=args.overwrite,
                       settings=settings, force=args.force, protect=references)
@@ -554,9 +562,14 @@ def _restore_preset(args: argparse.Namespace, overrides: dict[str, dict[str, Any
     explicit loudness target (``--target`` or ``--set loudness.target_lufs``) wins over the
     reference's loudness (the match then leaves the loudness stage's target alone)."""
     chosen = {k: dict(v) for k, v in overrides.items()}
-    match = chosen.pop("match", {}) if args.reference is not None else {}
+    match: dict[str, Any] = {}
+    if args.reference is not None and "match" in chosen:
+        match = stage_parameters("match", chosen.pop("match"))
+        for key, flag in (("reference", "--reference"), ("strength", "--match-strength")):
+            if key in match and (key == "reference" or args.match_strength is not None):
+                raise ParameterError(f"--set match.{key} and {flag} both given: use one")
     explicit = args.target is not None or "target_lufs" in chosen.get("loudness", {})
-    if explicit and "loudness" not in match and "loudness" not in chosen.get("match", {}):
+    if explicit and args.reference is not None and "loudness" not in match:
         match["loudness"] = False
     preset = load_preset(args.preset, chosen, target=args.target)
     if explicit and args.reference is None:
@@ -565,17 +578,6 @@ def _restore_preset(args: argparse.Namespace, overrides: dict[str, dict[str, Any
             if s.name == "match" and "loudness" not in chosen.get("match", {}) else s
             for s in preset.stages))
     return _with_reference(preset, args.reference, args.match_strength, match)
-
-
-def _references(preset: Preset) -> tuple[Path, ...]:
-    """The reference files of the preset's match stages (read already)."""
-    found = []
-    for stage in preset.stages:
-        ref = getattr(stage, "reference", "") if stage.name == "match" else ""
-        source = ref if isinstance(ref, str) else getattr(ref, "source", "")
-        if source:
-            found.append(Path(source))
-    return tuple(found)
 
 
 def _with_reference(preset: Preset, reference: str | None, strength: float | None,
@@ -1356,8 +1358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="restore again what the output folder's manifest shows done")
     p.add_argument("--dry-run", action="store_true",
-                   help="list what would be restored, what is done already and what is "
-                        "refused; write nothing")
+                   help="list what would be restored, with each file's plan (which stages "
+                        "would act and why: every file to restore is read and analysed), what "
+                        "is done already and what is refused; write nothing")
     p.add_argument("--stereo", action="store_true",
                    help="make mono input stereo (the preset's stereo stage)")
     p.add_argument("--reference", metavar="FILE",

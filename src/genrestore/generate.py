@@ -342,8 +342,19 @@ def tags_for(prompt: str, model: str, seed: int, preset: str | None, duration_s:
     JSON comment (``preset`` null in a raw file), genrestore as the software."""
     comment = {"prompt": prompt, "model": model, "seed": seed, "preset": preset,
                "duration_s": duration_s}
-    return {"title": prompt, "comment": json.dumps(comment, ensure_ascii=False),
-            "software": f"genrestore {__version__}"}
+    text = json.dumps(comment, ensure_ascii=False)
+    while len(text.encode("utf-8")) > _COMMENT_BYTES and comment["prompt"]:
+        # A WAV INFO string holds about 2 kB: shorten the prompt, never cut the JSON (the
+        # full prompt stays in the manifest).
+        data = comment["prompt"].encode("utf-8")
+        keep = max(0, len(data) - (len(text.encode("utf-8")) - _COMMENT_BYTES) - 3)
+        comment["prompt"] = data[:keep].decode("utf-8", "ignore") + "…"
+        text = json.dumps(comment, ensure_ascii=False)
+    return {"title": prompt, "comment": text, "software": f"genrestore {__version__}"}
+
+
+#: The JSON comment is kept under this many bytes, inside what a WAV INFO string holds.
+_COMMENT_BYTES = 1900
 
 
 def generate_files(

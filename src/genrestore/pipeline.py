@@ -272,7 +272,9 @@ def _carried_tags(source: Path, preset_name: str) -> dict[str, str]:
     from genrestore import __version__
     from genrestore.io import read_tags
 
-    tags = read_tags(source)
+    # A tag that did not decode as UTF-8 (a Latin-1 WAV INFO string) reads with U+FFFD in it:
+    # dropped rather than written out mangled.
+    tags = {k: v for k, v in read_tags(source).items() if "\ufffd" not in v}
     if not tags:
         return {}
     try:
@@ -349,7 +351,8 @@ def restore_to_file(
 ) -> FileResult:
     """Restore audio held in memory with ``preset``, dither it for integer PCM and write it
     atomically to ``destination`` with ``tags`` (the second half of :func:`restore_file`, and
-    how ``genrestore generate`` writes what it generated); the result names ``source``."""
+    how ``genrestore generate`` writes what it generated); the result names ``source``.  Never
+    writes a path in ``protect`` nor a reference track of the preset's match stages."""
     start = time.perf_counter() if started is None else started
     dst = Path(destination)
     result = run_pipeline(audio, sample_rate, preset, output_rate_hz=output_rate_hz)
@@ -362,9 +365,11 @@ def restore_to_file(
     # return (a batch stopped in between would otherwise hold an output it cannot record).
     lufs, peak = result.output_levels or (integrated_lufs(out, result.sample_rate),
                                           true_peak_dbtp(out))
+    from genrestore.stages.match import reference_paths
+
     write_audio(dst, out, result.sample_rate, bits=bits, file_format=file_format,
-                overwrite=overwrite, protect=tuple(protect), keep_identical=keep_identical,
-                tags=tags)
+                overwrite=overwrite, protect=(*protect, *reference_paths(preset)),
+                keep_identical=keep_identical, tags=tags)
     return FileResult(
         source=Path(source),
         destination=dst,

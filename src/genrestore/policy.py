@@ -17,12 +17,14 @@ The rules, stage by stage:
 * ``bwe``: off at strength 0; with ``adaptive``, skips a full-band input; skips a cutoff under
   :data:`~genrestore.stages.bwe.MIN_CUTOFF_HZ` or within 8 % of the band's top.
 * ``stereo``: acts only when enabled and the input is mono (or two identical channels).
-* ``eq``: with ``adaptive``, high-passes only a clip with a DC offset or rumble (energy under
-  the corner within 30 dB of the whole clip's, read from the input's long-term spectrum); the
-  shelves act whenever they are set.
-* ``dynamics``: off at ratio 1; with ``adaptive``, skips a clip whose loudness range is already
-  ``min_range_lu`` or less.
-* ``loudness`` and ``match``: always act (they report what they reached).
+* ``eq``: flat (no high-pass, no shelf) does nothing; with ``adaptive``, high-passes only a
+  clip with a DC offset or rumble (energy under the corner within 30 dB of the whole clip's,
+  read from the input's fine low-frequency spectrum); the shelves act whenever they are set.
+* ``dynamics``: off at ratio 1 and on silence; with ``adaptive``, skips a clip whose loudness
+  range is already ``min_range_lu`` or less.
+* ``loudness``: acts, except on silence or a clip under 0.4 s (no integrated loudness:
+  its peaks are only limited).
+* ``match``: acts when it has a reference and a strength above 0.
 """
 
 from __future__ import annotations
@@ -68,15 +70,15 @@ class Decision:
 
 def rumble(analysis: Analysis, corner_hz: float) -> bool:
     """Whether the input carries energy under ``corner_hz`` within :data:`RUMBLE_DB` of its
-    total, on its long-term spectrum (Welch, mean of each segment removed, so DC does not
-    count)."""
-    if analysis.spectrum is None:
+    total, on the analysis's fine low-frequency spectrum (Welch segments of 0.2 s or more,
+    mean of each removed, so DC does not count, and a bass note at 36-40 Hz does not leak
+    under 30 Hz); silence has none."""
+    low_band = analysis.low_spectrum
+    if low_band is None or not analysis.low_spectrum_total > 0.0:
         return False
-    freqs = analysis.spectrum.freqs_hz
-    psd = 10.0 ** (analysis.spectrum.level_db / 10.0)
-    total = float(psd.sum())
+    freqs, psd = low_band.freqs_hz, 10.0 ** (low_band.level_db / 10.0)
     low = float(psd[(freqs > 0) & (freqs < corner_hz)].sum())
-    return total > 0 and low > total * 10.0 ** (RUMBLE_DB / 10.0)
+    return low > analysis.low_spectrum_total * 10.0 ** (RUMBLE_DB / 10.0)
 
 
 def highpass_reason(analysis: Analysis, corner_hz: float) -> str:
@@ -137,6 +139,8 @@ def decide(stage: Stage, analysis: Analysis, *, output_rate_hz: int,
         return Decision(stage, True, "mono input")
     if name == "eq":
         shelves = any(get(k) for k in ("low_shelf_db", "high_shelf_db", "tilt_db"))
+        if not get("highpass_hz") and not shelves:
+            return Decision(stage, False, "eq flat")
         if get("adaptive") and get("highpass_hz"):
             why = highpass_reason(analysis, get("highpass_hz"))
             if not why:
@@ -149,12 +153,21 @@ def decide(stage: Stage, analysis: Analysis, *, output_rate_hz: int,
     if name == "dynamics":
         if get("ratio") == 1.0:
             return Decision(stage, False, "ratio 1")
+        if not np.isfinite(analysis.sample_peak_dbfs):
+            return Decision(stage, False, "silent")
         lra = analysis.loudness_range_lu
         if get("adaptive") and lra <= get("min_range_lu"):
             return Decision(stage, False, f"loudness range {lra:.1f} LU is already even",
                             {"loudness_range_lu": round(lra, 1)})
         return Decision(stage, True, f"loudness range {lra:.1f} LU",
                         {"loudness_range_lu": round(lra, 1)})
+    if name == "loudness" and not np.isfinite(analysis.integrated_lufs):
+        return Decision(stage, False, "silent or shorter than 0.4 s; peaks limited only")
+    if name == "match":
+        if not get("reference"):
+            return Decision(stage, False, "no reference")
+        if get("strength") == 0.0:
+            return Decision(stage, False, "strength 0")
     return Decision(stage, True)
 
 

@@ -111,6 +111,16 @@ def _coerce(source: str, cls: type, key: str, value: Any) -> Any:
     raise ParameterError(f"{source}: {key} must be {type(default).__name__}, got {value!r}")
 
 
+def stage_parameters(stage: str, params: Mapping[str, Any], source: str = "--set") -> dict[str, Any]:
+    """``params`` for a stage named ``stage``, each checked and typed as a preset's are
+    (:class:`ParameterError` naming ``source`` and the key otherwise)."""
+    from genrestore.stages import STAGES
+
+    if stage not in STAGES:
+        raise ParameterError(f"{source}: unknown stage {stage!r} (known: {', '.join(sorted(STAGES))})")
+    return {k: _coerce(f"{source} {stage}", STAGES[stage], k, v) for k, v in params.items()}
+
+
 def _build(source: str, cls: type, params: Mapping[str, Any]) -> Any:
     kwargs = {k: _coerce(source, cls, k, v) for k, v in params.items()}
     try:

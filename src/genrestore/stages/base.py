@@ -68,7 +68,15 @@ def skipped(name: str, why: str, **details: Any) -> StageReport:
 
 #: Decisions that switch a stage off by its own parameters, reported as they are (the
 #: others read "STAGE skipped (why)").
-_OFF = ("denoise off",)
+_OFF = ("denoise off", "eq flat")
+
+
+def reason(stage: Any, context: Context, sample_rate: int) -> dict[str, Any]:
+    """The figures behind the policy's decision for ``stage`` (its ``details``)."""
+    from genrestore.policy import decide
+
+    return decide(stage, context.analysis, output_rate_hz=context.output_rate_hz,
+                  rate_hz=sample_rate).details
 
 
 def decision(stage: Any, context: Context, sample_rate: int) -> tuple[Any, StageReport | None]:

@@ -7,11 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from genrestore.analysis import welch_psd
 from genrestore.errors import ParameterError
 from genrestore.filters import butter2_highpass, sosfiltfilt
 from genrestore.io import as_channels
-from genrestore.stages.base import Context, StageReport, decision
+from genrestore.stages.base import Context, StageReport, decision, reason
 
 TILT_PIVOT_HZ = 1000.0
 #: A 2nd-order Butterworth designed at this fraction of the wanted corner and run forwards
@@ -68,18 +67,6 @@ def shape_spectrum(
     return pedalboard.Pedalboard(plugins)(np.ascontiguousarray(x), sample_rate)
 
 
-def needs_highpass(audio: np.ndarray, sample_rate: int, highpass_hz: float,
-                   dc_offset: float, *, dc_limit: float = 1e-3, rumble_db: float = -30.0) -> str:
-    """Why a clip needs the high-pass: ``"DC offset"`` beyond ``dc_limit``, ``"rumble"``
-    (energy under ``highpass_hz`` within ``rumble_db`` of the total), or ``""``."""
-    if abs(dc_offset) > dc_limit:
-        return "DC offset"
-    freqs, psd = welch_psd(audio, sample_rate, 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))
-    total = float(psd.sum())
-    low = float(psd[(freqs > 0) & (freqs < highpass_hz)].sum())
-    return "rumble" if total > 0 and low > total * 10.0 ** (rumble_db / 10.0) else ""
-
-
 @dataclass(frozen=True)
 class Equalizer:
     """Stage form of :func:`shape_spectrum`."""
@@ -112,11 +99,7 @@ class Equalizer:
             return audio, sample_rate, declined
         params = {k: getattr(chosen, k) for k in ("highpass_hz", "low_shelf_hz", "low_shelf_db",
                                                   "high_shelf_hz", "high_shelf_db", "tilt_db")}
-        why = ""
-        if self.adaptive and chosen.highpass_hz:
-            from genrestore.policy import highpass_reason
-
-            why = highpass_reason(context.analysis, chosen.highpass_hz)
+        why = reason(self, context, sample_rate).get("highpass_reason", "")
         out = shape_spectrum(audio, sample_rate, **params)
         parts = [f"hp {params['highpass_hz']:g} Hz" + (f" ({why})" if why else "")
                  ] if params["highpass_hz"] else []

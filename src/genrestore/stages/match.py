@@ -417,6 +417,19 @@ def with_reference(preset: Preset, reference: str | os.PathLike[str] | Reference
     return dataclasses.replace(preset, stages=tuple(stages))
 
 
+def reference_paths(preset: Preset) -> tuple[Path, ...]:
+    """The files the preset's match stages read their references from (by path, or, once
+    read, by their profile's ``source``): never to be written by a restore."""
+    found = []
+    for stage in preset.stages:
+        if not isinstance(stage, Match) or not stage.reference:
+            continue
+        source = stage.reference if isinstance(stage.reference, str) else stage.reference.source
+        if source:
+            found.append(Path(source))
+    return tuple(found)
+
+
 def resolve_references(preset: Preset) -> Preset:
     """``preset`` with every ``match`` stage's reference file read once into its
     :class:`ReferenceProfile` (the same profile for every clip of a batch, and nothing left
