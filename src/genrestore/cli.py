@@ -59,7 +59,8 @@ class Job:
     file_format: str
     overwrite: bool
     keep_identical: bool = False  # a re-run after a lost worker: its own output is no error
-    input_sha256: str | None = None  # the input's hash when the job was made (for the manifest)
+    input_sha256: str | None = None  # the input's hash from before its restore (the manifest's)
+    hash_input: bool = False  # hash the input in the worker, just before restoring it
 
 
 Outcome = tuple[Job, "FileResult | None", str | None]
@@ -106,6 +107,8 @@ def restore_file(*args: Any, **kwargs: Any) -> FileResult:
 def _run_job(job: Job) -> Outcome:
     global _BUSY
     _BUSY = True
+    if job.hash_input:  # the input as it is read now: one edited meanwhile is redone next time
+        job = dataclasses.replace(job, input_sha256=_digest(job.source))
     try:
         result = restore_file(job.source, job.destination, preset=job.preset,
                               output_rate_hz=job.rate, bits=job.bits, file_format=job.file_format,
@@ -400,10 +403,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"genrestore: skipped {len(plan.skipped)} earlier output(s) found in the folders "
               f"(e.g. {plan.skipped[0]}); they are not restored again", file=sys.stderr)
     # The manifest records each input's hash from before its restore (an input changed while
-    # it is restored is then redone by the next run, never taken as done).
-    # The loaded preset (target, reference profiles and album gain in it) goes to every job.
+    # it is restored is then redone by the next run, never taken as done), hashed by the
+    # worker that restores it.  The loaded preset (target, reference profiles and album gain
+    # in it) goes to every job.
     jobs = [Job(src, dst, preset, {}, args.rate, args.bits, fmt, replace,
-                input_sha256=_digest(src) if plan.manifest is not None else None)
+                hash_input=plan.manifest is not None)
             for (src, dst, fmt), replace in zip(plan.pairs, plan.replace, strict=True)]
     stamps = [_stamp(job.destination) for job in jobs]
     failures: list[str] = [message for _, message in plan.refusals]
