@@ -393,7 +393,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, settings=settings, force=args.force,
                           protect=references)
     if args.dry_run:
-        return _dry_run(plan, preset, args.rate, args.json)
+        return _dry_run(plan, preset, args.rate, args.json, args.jobs)
     report_path = None
     if args.report is not None:
         report_path = Path(args.report) if args.report else plan.report_folder / "report.html"
@@ -693,28 +693,44 @@ def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
         _error(f"{manifest.path}: could not record {job.source}: {exc}")
 
 
-def _dry_run(plan: BatchPlan, preset: Preset, rate: int, as_json: bool = False) -> int:
-    """``--dry-run``: what the batch would do, nothing written: each file to restore with the
-    stages that would act on it and why (:func:`genrestore.policy.plan` on its analysis, read
-    a block at a time), the files done, the refusals; with ``--json``, one object each."""
+def _plan_file(source: Path, preset: Preset, rate: int) -> Any:
+    """The policy's decisions for one file (its analysis read a block at a time), or the
+    one-line error that keeps it from being read."""
     from genrestore.analysis import analyze_blocks
     from genrestore.io import read_blocks
     from genrestore.policy import plan as plan_stages
 
+    try:
+        info, blocks = read_blocks(source)
+        analysis = analyze_blocks(blocks, info.sample_rate, info.channels, source=str(source))
+    except FILE_ERRORS as exc:
+        return _one_line(source, exc)
+    return plan_stages(preset, analysis, output_rate_hz=rate)
+
+
+def _dry_run(plan: BatchPlan, preset: Preset, rate: int, as_json: bool = False,
+             workers: int = 1) -> int:
+    """``--dry-run``: what the batch would do, nothing written: each file to restore with the
+    stages that would act on it and why (:func:`genrestore.policy.plan` on its analysis, read
+    a block at a time, on ``workers`` processes), the files done, the refusals; with
+    ``--json``, one object each."""
+    sources = [src for src, _, _ in plan.pairs]
+    if workers > 1 and len(sources) > 1:
+        with _pool(min(workers, len(sources)), plan.sources) as pool:
+            planned = list(pool.map(_plan_file, sources, [preset] * len(sources),
+                                    [rate] * len(sources)))
+    else:
+        planned = [_plan_file(src, preset, rate) for src in sources]
     failed = 0
-    for (src, dst, _), reason in zip(plan.pairs, plan.reasons, strict=True):
-        try:
-            info, blocks = read_blocks(src)
-            analysis = analyze_blocks(blocks, info.sample_rate, info.channels, source=str(src))
-        except FILE_ERRORS as exc:
+    for (src, dst, _), reason, decisions in zip(plan.pairs, plan.reasons, planned, strict=True):
+        if isinstance(decisions, str):
             failed += 1
             if as_json:
                 _print_json({"source": str(src), "destination": str(dst), "status": "failed",
-                             "reason": reason, "stages": None, "error": _one_line(src, exc)})
+                             "reason": reason, "stages": None, "error": decisions})
             else:
-                print(f"fail    {_one_line(src, exc)}")
+                print(f"fail    {decisions}")
             continue
-        decisions = plan_stages(preset, analysis, output_rate_hz=rate)
         if as_json:
             _print_json({"source": str(src), "destination": str(dst), "status": "would restore",
                          "reason": reason, "error": None,
