@@ -807,15 +807,16 @@ class _WelchSum:
         return np.fft.rfftfreq(self.n, 1.0 / sample_rate), psd
 
 
-class _LoudnessSum:
+class LoudnessSum:
     """The K-weighted cumulative energy at every gating block's edges (400 ms and 3 s blocks
     every 100 ms), a block at a time: :func:`loudness_and_range` without the whole clip."""
 
-    def __init__(self, channels: int, sample_rate: int) -> None:
+    def __init__(self, channels: int, sample_rate: int, every: int | None = None) -> None:
         self.rate = sample_rate
         self.filter = SosStream(k_weighting_sos(sample_rate), channels)
         self.step = round(_STEP_S * sample_rate)
         self.blocks = (round(_BLOCK_S * sample_rate), round(3.0 * sample_rate))
+        self.every = every  # also record the cumulative energy every this many samples
         self.done = 0  # weighted samples summed so far
         self.total = np.zeros(channels)
         self.positions: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
@@ -835,6 +836,8 @@ class _LoudnessSum:
         cumulative = np.cumsum(weighted * weighted, axis=-1)
         cumulative += self.total[:, None]
         wanted = [np.arange(-(-(a + 1) // self.step) * self.step, a + m + 1, self.step)]
+        if self.every:
+            wanted.append(np.arange(-(-(a + 1) // self.every) * self.every, a + m + 1, self.every))
         for size in self.blocks:
             first = max(a + 1, size)
             k0 = -(-(first - size) // self.step)
@@ -844,6 +847,16 @@ class _LoudnessSum:
         self.values.append(cumulative[:, positions - a - 1])
         self.total = cumulative[:, -1].copy()
         self.done = a + m
+
+    def block_sums(self) -> np.ndarray:
+        """The K-weighted energy of each whole block of ``every`` samples, summed over the
+        channels (what the loudness stage's limiter model reads of its input)."""
+        assert self.every
+        positions = np.concatenate(self.positions)
+        values = np.concatenate(self.values, axis=1)
+        edges = np.arange(0, self.done // self.every * self.every + 1, self.every)
+        at = values[:, np.searchsorted(positions, edges)]
+        return np.diff(at, axis=-1).sum(axis=0)
 
     def energies(self, block: int) -> np.ndarray:
         """:func:`_block_loudness`'s block energies for blocks of ``block`` samples."""
@@ -1259,7 +1272,7 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     # the length.
     welch = _WelchSum(channels, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
     fine = _WelchSum(channels, 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))
-    loudness = _LoudnessSum(channels, sample_rate)
+    loudness = LoudnessSum(channels, sample_rate)
     sums = _Sums(channels)
     for block in blocks():
         welch.add(block)

@@ -19,7 +19,7 @@ import shutil
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -276,26 +276,10 @@ def write_audio(
     :func:`read_tags`).
     """
     dst = Path(path)
-    fmt = (file_format or dst.suffix.lstrip(".")).lower()
     unknown = sorted(set(tags or {}) - set(TAG_FIELDS))
     if unknown:
         raise ParameterError(f"unknown tag {unknown[0]!r}; the tags are {', '.join(TAG_FIELDS)}")
-    if fmt not in OUTPUT_FORMATS:
-        raise AudioFileError(dst, f"output format must be one of {', '.join(OUTPUT_FORMATS)}")
-    if bits not in OUTPUT_BITS:
-        raise ParameterError(f"bits must be one of {', '.join(OUTPUT_BITS)}, not {bits!r}")
-    if fmt == "flac" and bits == "32f":
-        raise AudioFileError(dst, "FLAC cannot store 32-bit float; use --bits 16 or 24")
-    for other in protect:
-        if _same_file(dst, Path(other)):
-            raise AudioFileError(dst, "refusing to overwrite an input file")
-    try:
-        exists = dst.exists()
-    except OSError as exc:  # a folder on the way that cannot be searched
-        raise AudioFileError(dst, _os_reason(exc, "write")) from exc
-    refused = exists and not overwrite
-    if refused and not keep_identical:
-        raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
+    refused, fmt = check_destination(dst, bits, file_format, overwrite, protect, keep_identical)
     arr = np.asarray(audio)
     if arr.ndim != 2:
         raise ParameterError(f"{dst}: audio must be (channels, samples), got shape {arr.shape}")
@@ -343,6 +327,33 @@ def read_tags(path: str | os.PathLike[str]) -> dict[str, str]:
             return {name: getattr(f, name) for name in TAG_FIELDS if getattr(f, name)}
     except sf.SoundFileError as exc:
         raise AudioFileError(p, f"not a readable audio file ({_sf_reason(exc)})") from exc
+
+
+def check_destination(dst: Path, bits: str, file_format: str | None, overwrite: bool,
+                      protect: Sequence[str | os.PathLike[str]], keep_identical: bool
+                      ) -> tuple[bool, str]:
+    """:func:`write_audio`'s checks of a destination before anything is written: the format
+    and bits, never a protected path, an existing file only with ``overwrite`` (or
+    ``keep_identical``: then the writer must find the same bytes there).  Returns ``(whether
+    an existing file is kept unless identical, the format)``."""
+    fmt = (file_format or dst.suffix.lstrip(".")).lower()
+    if fmt not in OUTPUT_FORMATS:
+        raise AudioFileError(dst, f"output format must be one of {', '.join(OUTPUT_FORMATS)}")
+    if bits not in OUTPUT_BITS:
+        raise ParameterError(f"bits must be one of {', '.join(OUTPUT_BITS)}, not {bits!r}")
+    if fmt == "flac" and bits == "32f":
+        raise AudioFileError(dst, "FLAC cannot store 32-bit float; use --bits 16 or 24")
+    for other in protect:
+        if _same_file(dst, Path(other)):
+            raise AudioFileError(dst, "refusing to overwrite an input file")
+    try:
+        exists = dst.exists()
+    except OSError as exc:  # a folder on the way that cannot be searched
+        raise AudioFileError(dst, _os_reason(exc, "write")) from exc
+    refused = exists and not overwrite
+    if refused and not keep_identical:
+        raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
+    return refused, fmt
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

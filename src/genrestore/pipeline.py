@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from genrestore.analysis import Analysis, analyze, integrated_lufs, true_peak_dbtp
-from genrestore.errors import ParameterError
-from genrestore.io import OUTPUT_RATES_HZ, read_audio, validate_audio, write_audio
+from genrestore import stream
+from genrestore.analysis import Analysis, analyze, analyze_blocks, integrated_lufs, true_peak_dbtp
+from genrestore.errors import AudioFileError, ParameterError
+from genrestore.io import OUTPUT_RATES_HZ, probe, read_audio, read_blocks, validate_audio, write_audio
 from genrestore.preset import (
     DEFAULT_PRESET,
     DitherSettings,
@@ -326,6 +327,18 @@ def restore_file(
     start = time.perf_counter()
     chosen = _chosen_preset(preset, overrides, target)
     src = Path(source)
+    info = probe(src)
+    if info.frames > stream.THRESHOLD_S * info.sample_rate:  # a long file: in segments
+        info, blocks = read_blocks(src)
+        try:
+            analysis = analyze_blocks(blocks, info.sample_rate, info.channels, source=str(src))
+        except ParameterError as exc:
+            raise AudioFileError(src, str(exc).removeprefix(f"{src}: ")) from exc
+        return stream.restore_segmented(
+            blocks, info.sample_rate, analysis, destination, preset=chosen,
+            output_rate_hz=output_rate_hz, bits=bits, file_format=file_format, source=src,
+            overwrite=overwrite, protect=(src, *protect), keep_identical=keep_identical,
+            tags=_carried_tags(src, chosen.name), started=start)
     audio, rate = read_audio(src)
     return restore_to_file(audio, rate, destination, preset=chosen, output_rate_hz=output_rate_hz,
                            bits=bits, file_format=file_format, source=src, overwrite=overwrite,

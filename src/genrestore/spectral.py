@@ -195,6 +195,7 @@ def noise_psd(
     window_s: float = 2.0,
     smooth_s: float = 0.1,
     smooth_bins: int = 9,
+    phase: int = 0,
 ) -> np.ndarray:
     """Track the noise floor of a power spectrogram by minimum statistics.
 
@@ -206,10 +207,17 @@ def noise_psd(
     corrected for the bias of taking minima, derived for this very configuration
     (:func:`minstat_bias`), so it is the mean noise power per bin (the scale of ``power``)
     at any rate, hop and ``window_s`` (tests/test_measurements.py checks white noise at 16 to
-    48 kHz and 0.2 to 10 s); it is returned shaped like ``power``.
+    48 kHz and 0.2 to 10 s); it is returned shaped like ``power``.  ``phase`` is the index of
+    ``power``'s first frame in a longer whole (:mod:`genrestore.stream`).
     """
     frames = power.shape[-2]
     step, span = tracker_steps(frames, hop_s, window_s, smooth_s)
-    floor = track_minima(power, step, span, smooth_bins)
+    # ``phase``: the index of the first frame in the whole file's frames (a segment of a long
+    # file): the time decimation keeps the file's frames, so segments track as the file does.
+    skip = (-phase) % step if frames > step else 0
+    floor = track_minima(power[..., skip:, :], step, span, smooth_bins)
     floor *= np.float32(minstat_bias(step, span, smooth_bins))
-    return np.repeat(floor, step, axis=-2)[..., :frames, :]
+    floor = np.repeat(floor, step, axis=-2)[..., :frames - skip, :]
+    if skip:
+        floor = np.concatenate([np.repeat(floor[..., :1, :], skip, axis=-2), floor], axis=-2)
+    return floor

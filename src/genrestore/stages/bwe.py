@@ -83,15 +83,19 @@ def plan_extension(
     max_freq_hz: float = 20000.0,
     extra_rolloff_db_per_oct: float = -3.0,
     transition_hz: float = 600.0,
+    long_term_power: np.ndarray | None = None,
 ) -> BandPlan | None:
-    """Work out the patches and their gains; ``None`` when there is nothing to extend."""
+    """Work out the patches and their gains; ``None`` when there is nothing to extend.
+    ``long_term_power`` is the mean power per bin of the whole input when ``spec`` is one
+    segment of it (:mod:`genrestore.stream`); by default ``spec``'s own."""
     bins = patch_bins(spec, cutoff_hz, max_freq_hz)
     if bins is None:
         return None
     target, source = bins
     freqs = spec.freqs_hz
     top_hz = _top_hz(spec, max_freq_hz)
-    power = (spec.data.real**2 + spec.data.imag**2).mean(axis=(0, 1))  # long-term, per bin
+    power = (long_term_power if long_term_power is not None
+             else (spec.data.real**2 + spec.data.imag**2).mean(axis=(0, 1)))  # per bin
     level_db = 10.0 * np.log10(np.maximum(power, 1e-20))
     # Straight-line fit of level (dB) against log2(frequency) over the source band.
     src = np.arange(spec.bin_of(SOURCE_LOW * cutoff_hz), spec.bin_of(SOURCE_HIGH * cutoff_hz))
@@ -155,10 +159,12 @@ def plan_model_extension(
     return BandPlan(target, source, per_bin.astype(np.float32), float("nan"))
 
 
-def extend_spectrum(spec: Spectrogram, plan: BandPlan) -> Spectrogram:
-    """Add the planned patches to ``spec`` (bins below the cutoff are left exactly as they were)."""
+def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) -> Spectrogram:
+    """Add the planned patches to ``spec`` (bins below the cutoff are left exactly as they were);
+    ``frame_offset`` is the index of ``spec``'s first frame in the whole file's STFT (the
+    shift's phase advances with the file's frames, so segments join without a phase step)."""
     shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
-    frames = np.arange(spec.data.shape[1])
+    frames = np.arange(spec.data.shape[1]) + frame_offset
     quarter_turns = np.array([1, 1j, -1, -1j], dtype=np.complex64)  # exp(j*pi/2 * n)
     rotation = quarter_turns[np.outer(frames % OVERLAP, shift) % OVERLAP]
     patch = spec.data[:, :, plan.source_bins] * rotation * plan.gains
@@ -237,7 +243,7 @@ class BandwidthExtension(SpectralStage):
         _, declined = decision(self, context, spec.sample_rate)
         if declined is not None:
             return spec, declined
-        plan = self.plan(spec, cutoff)
+        plan = self.plan(spec, cutoff, context.long_term_power)
         if plan is None:
             why = (f"cutoff {cutoff / 1000:.1f} kHz is full band" if cutoff >= MIN_CUTOFF_HZ
                    else f"no usable band below {MIN_CUTOFF_HZ / 1000:g} kHz")
@@ -250,14 +256,18 @@ class BandwidthExtension(SpectralStage):
             details["slope_db_per_oct"] = round(plan.slope_db_per_oct, 2)
         else:
             summary += " (model)"
-        return extend_spectrum(spec, plan), StageReport(self.name, True, summary, details)
+        return (extend_spectrum(spec, plan, context.frame_offset),
+                StageReport(self.name, True, summary, details))
 
-    def plan(self, spec: Spectrogram, cutoff_hz: float) -> BandPlan | None:
-        """The patches and gains this stage's method gives ``spec`` (``None``: nothing to do)."""
+    def plan(self, spec: Spectrogram, cutoff_hz: float,
+             long_term_power: np.ndarray | None = None) -> BandPlan | None:
+        """The patches and gains this stage's method gives ``spec`` (``None``: nothing to do);
+        ``long_term_power`` as for :func:`plan_extension`."""
         if self.method == "dsp":
             return plan_extension(spec, cutoff_hz, strength=self.strength,
                                   max_freq_hz=self.max_freq_hz,
-                                  extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct)
+                                  extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct,
+                                  long_term_power=long_term_power)
         from genrestore.model import load_model, predict_levels
 
         bins = patch_bins(spec, cutoff_hz, self.max_freq_hz)

@@ -25,13 +25,15 @@ def denoise_gain(
     strength: float = 1.0,
     max_attenuation_db: float = 10.0,
     window_s: float = 2.0,
+    frame_offset: int = 0,
 ) -> tuple[np.ndarray, float]:
-    """Per-bin gains ``(channels, frames, bins)`` and the mean attenuation of the noise in dB.
+    """Per-bin gains ``(channels, frames, bins)`` and the mean attenuation of the noise in dB
+    (``frame_offset``: ``spec``'s first frame in a longer whole, see :func:`noise_psd`).
 
     The parameters follow :class:`Denoise`'s rules (a :class:`ParameterError` otherwise)."""
     Denoise(strength=strength, max_attenuation_db=max_attenuation_db, window_s=window_s)
     power = spec.data.real**2 + spec.data.imag**2
-    noise = noise_psd(power, spec.hop / spec.sample_rate, window_s=window_s)
+    noise = noise_psd(power, spec.hop / spec.sample_rate, window_s=window_s, phase=frame_offset)
     # Smooth the observed power over 3 frames x 3 bins before forming the SNR.
     smoothed = running_mean(running_mean(power, 3, axis=-2), 3, axis=-1)
     snr = np.maximum(smoothed / np.maximum(noise, 1e-20) - 1.0, 0.0)
@@ -97,7 +99,7 @@ class Denoise(SpectralStage):
             return spec, declined
         gain, attenuation_db = denoise_gain(
             spec, strength=self.strength, max_attenuation_db=self.max_attenuation_db,
-            window_s=self.window_s,
+            window_s=self.window_s, frame_offset=context.frame_offset,
         )
         report = StageReport(self.name, True, f"denoise {attenuation_db:+.1f} dB",
                              {"noise_attenuation_db": round(attenuation_db, 2)})

@@ -188,13 +188,32 @@ class _LimiterModel:
                  release_ms: float, lookahead_ms: float = 5.0,
                  cumulative: np.ndarray | None = None) -> None:
         x = np.atleast_2d(audio)
-        self.m = _block_size(sample_rate)
-        n = x.shape[-1] // self.m * self.m
+        m = _block_size(sample_rate)
+        n = x.shape[-1] // m * m
         if cumulative is None:  # the audio's k_weighted_energy, unless the caller has it
             cumulative = k_weighted_energy(np.asarray(x, dtype=np.float64), sample_rate)
-        edges = cumulative[:, :n + 1:self.m]
-        self.energy = np.diff(edges, axis=-1).sum(axis=0)
-        peaks = block_true_peaks(x, self.m)[:self.energy.size]
+        edges = cumulative[:, :n + 1:m]
+        energy = np.diff(edges, axis=-1).sum(axis=0)
+        self._set(energy, block_true_peaks(x, m)[:energy.size], sample_rate,
+                  ceiling_dbtp=ceiling_dbtp, release_ms=release_ms, lookahead_ms=lookahead_ms)
+
+    @classmethod
+    def from_blocks(cls, energy: np.ndarray, peaks: np.ndarray, sample_rate: int, *,
+                    ceiling_dbtp: float, release_ms: float, lookahead_ms: float = 5.0
+                    ) -> _LimiterModel:
+        """The model from what it reads of the audio, gathered elsewhere (a long file read
+        in pieces): the K-weighted energy of each whole :func:`_block_size` block, summed
+        over the channels, and each block's true peak (:func:`block_true_peaks`)."""
+        model = cls.__new__(cls)
+        model._set(np.asarray(energy, dtype=np.float64), np.asarray(peaks)[:len(energy)],
+                   sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms,
+                   lookahead_ms=lookahead_ms)
+        return model
+
+    def _set(self, energy: np.ndarray, peaks: np.ndarray, sample_rate: int, *,
+             ceiling_dbtp: float, release_ms: float, lookahead_ms: float) -> None:
+        self.m = _block_size(sample_rate)
+        self.energy = energy
         self.held = _held(peaks, _hold_blocks(lookahead_ms, sample_rate, self.m))
         self.limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
         self.log_release = _log_release(release_ms, sample_rate, self.m)
@@ -387,19 +406,35 @@ def loudness_to_target(
     cap = free + (max_limiting_db if max_limiting_db is not None else _MAX_DRIVE_DB)
     model = _LimiterModel(x, sample_rate, ceiling_dbtp=ceiling_dbtp,
                           release_ms=release_ms, cumulative=cumulative)
+    def measure(gain_db: float) -> _Try:
+        limited, limited_peak = _limit(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp,
+                                       release_ms)
+        limited_blocks = gating_blocks(limited, sample_rate)
+        return _Try(gain_db, gated_lufs(limited_blocks), limited, limited_blocks, limited_peak)
+
+    tries, points = bracket_gain(model, start, free, cap, target_lufs, tolerance_lu, measure)
+    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, model=model, points=points,
+                   cap=cap, input_lufs=start)
+
+
+def bracket_gain(model: _LimiterModel, start: float, free: float, cap: float, target_lufs: float,
+                 tolerance_lu: float, measure: Callable[[float], _Try]
+                 ) -> tuple[list[_Try], list[tuple[float, float]]]:
+    """The loudness stage's search for the limiter's gain: the model (corrected by what was
+    measured) proposes a gain, ``measure`` runs the limiter at it and meters the result, and the
+    bracket of gains narrows (:data:`_MAX_PASSES` at most).  Returns the tries and the measured
+    ``(gain, LUFS)`` points; :func:`_pick` then chooses.  ``measure`` runs on the audio in memory,
+    or on a long file a chunk at a time (:mod:`genrestore.stream`)."""
     # Real points: (gain, measured LUFS).  The free gain is one without a limiter run.
     points: list[tuple[float, float]] = [(free, start + free)]
     tries: list[_Try] = []
-
     low, high = free, cap  # the bracket: later gains stay strictly inside it
     rising = (free, start + free)  # the last try below the target where more gain still paid
     gain_db, _ = _solve(_corrected(model, points), target_lufs + _AIM_LU, low, high)
     for _ in range(_MAX_PASSES):
-        limited, limited_peak = _limit(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp,
-                                       release_ms)
-        limited_blocks = gating_blocks(limited, sample_rate)
-        level = gated_lufs(limited_blocks)
-        tries.append(_Try(gain_db, level, limited, limited_blocks, limited_peak))
+        tried = measure(gain_db)
+        level = tried.lufs
+        tries.append(tried)
         points.append((gain_db, level))
         if target_lufs - tolerance_lu <= level <= target_lufs + _TRIM_DOWN_LU:
             break
@@ -416,8 +451,7 @@ def loudness_to_target(
                                     high - 0.01)
         if predicted < target_lufs and predicted - max(t.lufs for t in tries) < 0.5 * tolerance_lu:
             break  # out of reach, and no gain left in the bracket promises a closer try
-    return _finish(tries, target_lufs, tolerance_lu, ceiling_dbtp, model=model, points=points,
-                   cap=cap, input_lufs=start)
+    return tries, points
 
 
 def gain_and_limit(
@@ -456,17 +490,17 @@ class _Try:
 
     gain_db: float
     lufs: float
-    audio: np.ndarray
+    audio: np.ndarray | None  # None: a long file's try, rendered again when chosen
     blocks: np.ndarray  # gating blocks (:func:`~genrestore.analysis.gating_blocks`)
     peak: float  # linear true peak
 
 
-def _finish(tries: list[_Try], target: float, tolerance: float, ceiling_dbtp: float, *,
-            model: _LimiterModel, points: list[tuple[float, float]], cap: float,
-            input_lufs: float) -> LoudnessResult:
-    """Pick the closest try and remove what is left of the error by a plain gain: down always
-    (it only lowers the peaks), up as far as the try's true-peak headroom allows.  Among tries
-    that reach the target that way, the least limited (smallest gain) wins."""
+def _pick(tries: list[_Try], target: float, tolerance: float, ceiling_dbtp: float
+          ) -> tuple[int, float]:
+    """``(which try, its trim in dB)``: the closest try, what is left of its error removed by a
+    plain gain, down always (it only lowers the peaks), up as far as the try's true-peak
+    headroom allows.  Among tries that reach the target that way, the least limited (smallest
+    gain) wins."""
     trims = []
     for t in tries:
         if t.lufs >= target:
@@ -477,7 +511,15 @@ def _finish(tries: list[_Try], target: float, tolerance: float, ceiling_dbtp: fl
     ends = [t.lufs + trim for t, trim in zip(tries, trims, strict=True)]
     good = [k for k, end in enumerate(ends) if abs(end - target) <= tolerance]
     pick = min(good, key=lambda k: tries[k].gain_db) if good else int(np.argmax(ends))
-    chosen, trim = tries[pick], trims[pick]
+    return pick, trims[pick]
+
+
+def _finish(tries: list[_Try], target: float, tolerance: float, ceiling_dbtp: float, *,
+            model: _LimiterModel, points: list[tuple[float, float]], cap: float,
+            input_lufs: float) -> LoudnessResult:
+    """Pick the closest try and remove what is left of the error by a plain gain (:func:`_pick`)."""
+    pick, trim = _pick(tries, target, tolerance, ceiling_dbtp)
+    chosen = tries[pick]
     gain_db, level, out = chosen.gain_db, chosen.lufs, chosen.audio
     if trim != 0.0:
         out = _plain_gain(out, trim)

@@ -1,0 +1,383 @@
+"""Restoring a long file in bounded memory: segments with margins, a spill, a loudness pass.
+
+A file longer than :data:`THRESHOLD_S` is never held whole.  Its analysis is read a block at
+a time (:func:`genrestore.analysis.analyze_blocks`), and the policy decides from it once for
+the whole file.  The stages before ``loudness`` then run on segments of :data:`SEGMENT_S`
+seconds, each with :data:`MARGIN_S` seconds of the file on either side (so filters, the
+declipper, the noise tracker and the compressor see what they would see in the whole file),
+and the middle of each, at the output rate, is appended to a float32 spill file beside the
+destination.  Segment starts fall on the resampler's period and on the output STFT's hop,
+so every segment's frames are the whole file's frames.
+
+The loudness stage needs the whole file: a pass over the spill gathers its gating blocks and
+its 1 ms blocks' K-weighted energy and true peaks, from which the limiter model
+(:class:`~genrestore.stages.loudness.LimiterModel`) picks the gain, as the stage's first try
+does; a last pass applies gain, limiter and dither a chunk at a time and writes the output
+atomically, metering it on the way.  When the output misses the target by more than the
+tolerance, a plain gain corrects it (down always, up within the true-peak headroom) and the
+last pass runs again.
+
+What differs from restoring the whole file at once, and why: bandwidth extension sets its
+envelope, the compressor its threshold and the stereo stage its side gain from each segment
+(a minute of music) rather than from the whole file; the guard does not run (the file's
+report says so); the limiter's gain is the model's, corrected once, not the stage's bracketed
+passes.  tests/test_streaming.py bounds the difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile as sf
+
+from genrestore.analysis import (
+    Analysis,
+    LoudnessSum,
+    block_true_peaks,
+    gated_lufs,
+    true_peak,
+)
+from genrestore.io import (
+    _create_temp,
+    _same_bytes,
+    _write_atomic,
+    check_destination,
+    quantize,
+)
+from genrestore.spectral import OVERLAP, default_n_fft
+from genrestore.stages import Context, Stage, StageReport
+from genrestore.stages.dither import dither
+
+if TYPE_CHECKING:
+    from genrestore.pipeline import FileResult
+    from genrestore.preset import Preset
+
+log = logging.getLogger(__name__)
+
+#: Files longer than this (seconds) are restored in segments.
+THRESHOLD_S = 300.0
+#: Each segment's middle (the part kept), about this long (seconds) ...
+SEGMENT_S = 30.0
+#: ... with at least this much of the file either side as context (seconds).
+MARGIN_S = 5.0
+#: The output's loudness may miss the target by this much before a plain gain corrects it.
+_TOLERANCE_LU = 0.2
+#: The last pass reads the spill in chunks of about this many seconds, with this much context.
+_CHUNK_S, _CHUNK_MARGIN_S = 30.0, 1.0
+
+
+def _alignment(rate: int, output_rate: int, preset: Preset) -> int:
+    """The input samples every segment start is a multiple of: the resampler's period, so the
+    output grid is the whole file's; the output and input STFT hops, so frames are too; the
+    declipper's half block, so its blocks are."""
+    g = math.gcd(rate, output_rate)
+    period, out_period = rate // g, output_rate // g
+    hop = default_n_fft(output_rate) // OVERLAP
+    unit = period * (hop // math.gcd(out_period, hop))
+    half_blocks = [getattr(s, "block", 2048) // 2 for s in preset.stages if s.name == "declip"]
+    for size in [default_n_fft(rate) // OVERLAP, *half_blocks]:
+        unit = unit * size // math.gcd(unit, size)
+    return unit
+
+
+def _segments(blocks: Callable[[], Iterator[np.ndarray]], length: int, core: int, margin: int
+              ) -> Iterator[tuple[np.ndarray, int, int]]:
+    """``(segment, where its middle starts in it, how long the middle is)`` over the file, the
+    segment the middle plus up to ``margin`` samples either side, read from ``blocks`` once
+    (the file's last middle ends at ``length``)."""
+    source = iter(blocks())
+    held = np.zeros((0, 0), dtype=np.float32)
+    held_from = 0
+    for start in range(0, length, core):
+        lo, hi = max(0, start - margin), min(length, start + core + margin)
+        while held_from + held.shape[-1] < hi:
+            block = next(source)
+            held = block if held.size == 0 else np.concatenate([held, block], axis=-1)
+        yield held[:, lo - held_from:hi - held_from], start - lo, min(core, length - start)
+        keep_from = max(0, start + core - margin)
+        if keep_from > held_from:
+            held = held[:, keep_from - held_from:]
+            held_from = keep_from
+
+
+def _long_term_power(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
+                     core: int, margin: int, pre: tuple[Stage, ...], context: Context
+                     ) -> np.ndarray | None:
+    """``bwe``'s input's mean power per STFT bin over the whole file (what it reads of its
+    whole input when it runs at once), from a pass over the segments that runs the stages
+    before it and the spectral stages sharing its STFT; ``None`` when no ``bwe`` acts."""
+    from genrestore.pipeline import _run_stages
+    from genrestore.policy import decide
+    from genrestore.spectral import stft
+    from genrestore.stages import SpectralStage
+
+    at = next((i for i, s in enumerate(pre) if s.name == "bwe"), None)
+    if at is None:
+        return None
+    first = at
+    while first > 0 and isinstance(pre[first - 1], SpectralStage):
+        first -= 1
+    head, spectral = pre[:first], pre[first:at]
+    rate_there = context.output_rate_hz if any(s.name == "resample" for s in head) else rate
+    if not decide(pre[at], context.analysis, output_rate_hz=context.output_rate_hz,
+                  rate_hz=rate_there).acts:
+        return None
+    total: np.ndarray | None = None
+    frames = 0
+    count = -(-length // core)
+    for k, (segment, offset, middle) in enumerate(_segments(blocks, length, core, margin)):
+        run = _run_stages(segment, rate, head, context)
+        spec = stft(run.audio, run.sample_rate)
+        for stage in spectral:
+            spec, _ = stage.apply_spectrum(spec, context)
+        scale = run.sample_rate / rate
+        lo = round(offset * scale) // spec.hop  # the frames whose hop starts in the middle
+        hi = spec.data.shape[1] if k == count - 1 else round((offset + middle) * scale) // spec.hop
+        part = spec.data[:, lo:hi]
+        power = (part.real.astype(np.float64) ** 2 + part.imag.astype(np.float64) ** 2).sum(
+            axis=(0, 1))
+        total = power if total is None else total + power
+        frames += (hi - lo) * part.shape[0]
+    return None if total is None else (total / frames).astype(np.float32)
+
+
+def _merged_reports(per_segment: list[tuple[StageReport, ...]]) -> list[StageReport]:
+    """One report per stage: the first segment's where it acted (its figures), ``acted`` if
+    it acted in any segment."""
+    merged: list[StageReport] = []
+    for i, first in enumerate(per_segment[0]):
+        acting = [reports[i] for reports in per_segment if reports[i].acted]
+        chosen = acting[0] if acting else first
+        merged.append(dataclasses.replace(chosen, details={
+            **chosen.details, "segments_acted": len(acting), "segments": len(per_segment)}))
+    return merged
+
+
+def restore_segmented(
+    blocks: Callable[[], Iterator[np.ndarray]],
+    rate: int,
+    analysis: Analysis,
+    destination: str | os.PathLike[str],
+    *,
+    preset: Preset,
+    output_rate_hz: int,
+    bits: str,
+    file_format: str | None,
+    source: str | os.PathLike[str],
+    overwrite: bool = False,
+    protect: Sequence[str | os.PathLike[str]] = (),
+    keep_identical: bool = False,
+    tags: Mapping[str, str] | None = None,
+    started: float | None = None,
+) -> FileResult:
+    """Restore a long file given as a :data:`~genrestore.analysis.Blocks` source (read twice
+    more after its analysis) in bounded memory, and write ``destination`` atomically: see the
+    module's text.  The arguments are :func:`genrestore.pipeline.restore_to_file`'s."""
+    from genrestore.pipeline import FileResult, _run_stages
+    from genrestore.stages.loudness import (
+        _MAX_DRIVE_DB,
+        LimiterModel,
+        _block_size,
+        _pick,
+        _Try,
+        bracket_gain,
+    )
+    from genrestore.stages.match import reference_paths
+
+    start_time = time.perf_counter() if started is None else started
+    dst = Path(destination)
+    refused, fmt = check_destination(dst, bits, file_format, overwrite,
+                                     (*protect, *reference_paths(preset)), keep_identical)
+    length = round(analysis.duration_s * rate)
+    pre = tuple(s for s in preset.stages if s.name != "loudness")
+    loud = next((s for s in preset.stages if s.name == "loudness"), None)
+    context = Context(analysis=analysis, output_rate_hz=output_rate_hz)
+    unit = _alignment(rate, output_rate_hz, preset)
+    core = max(1, round(SEGMENT_S * rate / unit)) * unit
+    margin = max(1, math.ceil(MARGIN_S * rate / unit)) * unit
+    power = _long_term_power(blocks, rate, length, core, margin, pre, context)
+    context = Context(analysis=analysis, output_rate_hz=output_rate_hz, long_term_power=power)
+    spill_path = _create_temp(dst.with_name(dst.name + ".spill"))
+    per_segment: list[tuple[StageReport, ...]] = []
+    segments = -(-length // core)
+    try:
+        out_rate, channels, written = rate, analysis.channels, 0
+        spill: sf.SoundFile | None = None
+        hop = default_n_fft(output_rate_hz) // OVERLAP
+        for index, (segment, offset, middle) in enumerate(_segments(blocks, length, core,
+                                                                    margin)):
+            lo_out = round(min(index * core - offset, length) * output_rate_hz / rate)
+            here = dataclasses.replace(context, frame_offset=lo_out // hop)
+            run = _run_stages(segment, rate, pre, here)
+            out_rate, out = run.sample_rate, run.audio
+            scale = out_rate / rate
+            first = round(offset * scale)
+            final = len(per_segment) == segments - 1
+            count = round(length * scale) - written if final else round(middle * scale)
+            kept = np.ascontiguousarray(out[:, first:first + count])
+            if spill is None:
+                channels = kept.shape[0]
+                spill = sf.SoundFile(os.fsencode(spill_path), "w", out_rate, channels,
+                                     subtype="FLOAT", format="W64")
+            spill.write(kept.T)
+            written += kept.shape[-1]
+            per_segment.append(run.reports)
+        assert spill is not None
+        spill.close()
+        reports = _merged_reports(per_segment)
+
+        # The loudness stage's view of its input: gating blocks, 1 ms blocks, true peaks.
+        m = _block_size(out_rate)
+        meter = LoudnessSum(channels, out_rate, every=m)
+        peaks: list[np.ndarray] = []
+        for chunk, inner, size in _spill_chunks(spill_path, written, out_rate, m):
+            meter.add(chunk[:, inner:inner + size])
+            found = block_true_peaks(chunk, m)
+            first_block = 1 if inner else 0
+            whole = size // m + (1 if inner + size >= chunk.shape[-1] else 0)
+            peaks.append(found[first_block:first_block + whole])
+        meter.finish()
+        gating = meter.energies(meter.blocks[0])
+        block_peaks = np.concatenate(peaks) if peaks else np.zeros(1)
+        start_lufs = gated_lufs(gating)
+        ceiling = loud.ceiling_dbtp if loud is not None else 0.0
+        release = loud.release_ms if loud is not None else 80.0
+
+        def render(gain: float, limit: bool, after_db: float = 0.0,
+                   sink: Path | None = None) -> tuple[float, np.ndarray, float]:
+            return _render(spill_path, written, out_rate, channels, gain, limit, ceiling,
+                           release, after_db, bits, fmt, preset, tags, sink)
+
+        trims: dict[float, float] = {}  # the static trim under the ceiling of each try
+
+        def measure(gain: float) -> _Try:
+            lufs, blocks_, peak = render(gain, True)
+            trim = 0.0
+            if peak > 10.0 ** (ceiling / 20.0):  # as _trim_to_ceiling does to the whole
+                scale = 10.0 ** (ceiling / 20.0) / peak * 0.9999
+                trim, peak, blocks_ = 20.0 * np.log10(scale), peak * scale, blocks_ * scale**2
+                lufs = gated_lufs(blocks_)
+            trims[gain] = trim
+            return _Try(gain, lufs, None, blocks_, peak)
+
+        gain_db, limited, after_db, passes = 0.0, True, 0.0, 0
+        if loud is not None and loud.fixed_gain:
+            gain_db, passes = loud.gain_db, 1
+            measure(gain_db)  # album mode's one gain: only the static trim is found here
+            after_db = trims[gain_db]
+        elif loud is not None and np.isfinite(start_lufs):
+            peak = float(block_peaks.max(initial=0.0))
+            free = loud.ceiling_dbtp - 20.0 * np.log10(max(peak, 1e-30))
+            wanted = loud.target_lufs - start_lufs
+            if wanted <= free:  # a plain gain reaches the target under the ceiling
+                gain_db, limited = wanted, False
+            else:
+                cap = free + (loud.max_limiting_db or _MAX_DRIVE_DB)
+                model = LimiterModel.from_blocks(meter.block_sums(), block_peaks, out_rate,
+                                                 ceiling_dbtp=loud.ceiling_dbtp,
+                                                 release_ms=loud.release_ms)
+                tries, _ = bracket_gain(model, start_lufs, free, cap, loud.target_lufs,
+                                        _TOLERANCE_LU, measure)
+                pick, trim = _pick(tries, loud.target_lufs, _TOLERANCE_LU, loud.ceiling_dbtp)
+                gain_db, after_db, passes = tries[pick].gain_db, trims[tries[pick].gain_db] + trim, len(tries)
+        elif loud is None:
+            limited = False
+
+        def write(tmp: Path) -> None:
+            figures.update(zip(("lufs", "blocks", "peak"),
+                               render(gain_db, limited, after_db, tmp), strict=True))
+            if refused and not _same_bytes(tmp, dst):
+                from genrestore.errors import AudioFileError
+
+                raise AudioFileError(dst, "output exists (use --overwrite to replace it)")
+
+        figures: dict[str, Any] = {}
+        _write_atomic(dst, write)
+        out_lufs = float(figures["lufs"])
+        out_peak = 20.0 * np.log10(figures["peak"]) if figures["peak"] > 0 else float("-inf")
+        if loud is not None:
+            acted = bool(np.isfinite(start_lufs)) or loud.fixed_gain
+            summary = (f"loudness {start_lufs:.1f}->{out_lufs:.1f} LUFS, peak {out_peak:.1f} dBTP"
+                       if acted else "loudness skipped (silent or shorter than 0.4 s; peaks "
+                                     "limited only)")
+            reports.append(StageReport("loudness", acted, summary, {
+                "input_lufs": start_lufs, "output_lufs": out_lufs, "true_peak_dbtp": out_peak,
+                "gain_db": round(gain_db + after_db, 3), "limited": limited, "passes": passes}))
+        reports.append(StageReport("guard", False, f"guard: not run on a file restored in "
+                                                   f"{len(per_segment)} segments",
+                                   {"backed_off": [], "problems": []}))
+    finally:
+        spill_path.unlink(missing_ok=True)
+    return FileResult(source=Path(source), destination=dst, analysis=analysis,
+                      reports=tuple(reports), output_lufs=out_lufs,
+                      output_true_peak_dbtp=out_peak,
+                      seconds=time.perf_counter() - start_time)
+
+
+def _spill_chunks(path: Path, length: int, rate: int, m: int, margin: int = 0
+                  ) -> Iterator[tuple[np.ndarray, int, int]]:
+    """The spill in chunks of whole ``m``-sample blocks: ``(chunk, where its middle starts,
+    middle length)``, each chunk the middle plus one block (or ``margin``) either side."""
+    side = max(m, margin)
+    size = max(1, round(_CHUNK_S * rate / m)) * m
+    with sf.SoundFile(os.fsencode(path)) as f:
+        for start in range(0, length, size):
+            lo, hi = max(0, start - side), min(length, start + size + side)
+            f.seek(lo)
+            chunk = f.read(hi - lo, dtype="float32", always_2d=True).T
+            yield np.ascontiguousarray(chunk), start - lo, min(size, length - start)
+
+
+def _render(spill: Path, length: int, rate: int, channels: int, gain_db: float, limit: bool,
+            ceiling_dbtp: float, release_ms: float, after_db: float, bits: str, fmt: str,
+            preset: Preset, tags: Mapping[str, str] | None, sink: Path | None
+            ) -> tuple[float, np.ndarray, float]:
+    """One pass over the spill: gain, the limiter (``limit``), a plain gain ``after_db``; with
+    a ``sink``, dither and write it there.  Returns the result's LUFS, gating-block energies
+    and linear true peak."""
+    from contextlib import nullcontext
+
+    from genrestore.stages.loudness import _block_size, _brickwall
+
+    m = _block_size(rate)
+    margin = max(m, round(_CHUNK_MARGIN_S * rate / m) * m)
+    meter = LoudnessSum(channels, rate)
+    peak = 0.0
+    subtype = "FLOAT" if bits == "32f" else f"PCM_{bits}"
+    gain = np.float32(10.0 ** (gain_db / 20.0))
+    after = np.float32(10.0 ** (after_db / 20.0))
+    out = (sf.SoundFile(os.fsencode(sink), "w", rate, channels, subtype=subtype,
+                        format=fmt.upper()) if sink is not None else nullcontext())
+    with out as f:
+        for name, text in (tags or {}).items() if f is not None else ():
+            setattr(f, name, text)
+        for index, (chunk, inner, size) in enumerate(_spill_chunks(spill, length, rate, m,
+                                                                          margin)):
+            x = chunk * gain
+            if limit:
+                x = _brickwall(x, rate, ceiling_dbtp, release_ms, 5.0)
+            if after_db:
+                x *= after
+            middle = x[:, inner:inner + size]
+            peak = max(peak, true_peak(x[:, max(0, inner - 6):inner + size + 6]))
+            meter.add(middle)
+            if f is None:
+                continue
+            if bits == "32f":
+                f.write(np.ascontiguousarray(middle.T, dtype=np.float32))
+            else:
+                noisy = dither(middle, bits=int(bits), seed=preset.dither.seed + index,
+                               shape=preset.dither.shape)
+                ints, _ = quantize(noisy, int(bits))
+                f.write(np.ascontiguousarray(ints.T))
+    meter.finish()
+    blocks = meter.energies(meter.blocks[0])
+    return gated_lufs(blocks), blocks, peak
