@@ -290,14 +290,7 @@ def write_audio(
         if clipped:
             log.warning("%s: %d samples clipped at full scale on write", dst, clipped)
         frames, subtype = np.ascontiguousarray(ints.T), f"PCM_{bits}"
-    texts = {name: str(text) for name, text in (tags or {}).items()}
-    if fmt == "wav":
-        for name, text in texts.items():
-            data = text.encode("utf-8")
-            if len(data) > _WAV_TAG_BYTES:  # libsndfile drops every INFO string otherwise
-                texts[name] = data[:_WAV_TAG_BYTES].decode("utf-8", "ignore")
-                log.warning("%s: the %s tag is cut to %d bytes (a WAV INFO string holds no "
-                            "more; FLAC does)", display_path(dst), name, _WAV_TAG_BYTES)
+    texts = tag_texts(tags, fmt, dst)
 
     def write(tmp: Path) -> None:
         with sf.SoundFile(os.fsencode(tmp), "w", int(sample_rate), frames.shape[1],
@@ -310,6 +303,21 @@ def write_audio(
 
     _write_atomic(dst, write)
     return dst
+
+
+def tag_texts(tags: Mapping[str, str] | None, fmt: str, dst: Path) -> dict[str, str]:
+    """``tags`` as the writer stores them: a WAV INFO string longer than
+    :data:`_WAV_TAG_BYTES` is cut there, with a warning naming ``dst`` (libsndfile would drop
+    every tag otherwise); FLAC keeps them whole."""
+    texts = {name: str(text) for name, text in (tags or {}).items()}
+    if fmt == "wav":
+        for name, text in texts.items():
+            data = text.encode("utf-8")
+            if len(data) > _WAV_TAG_BYTES:
+                texts[name] = data[:_WAV_TAG_BYTES].decode("utf-8", "ignore")
+                log.warning("%s: the %s tag is cut to %d bytes (a WAV INFO string holds no "
+                            "more; FLAC does)", display_path(dst), name, _WAV_TAG_BYTES)
+    return texts
 
 
 #: The longest text (UTF-8 bytes) a WAV INFO string keeps: libsndfile silently writes no

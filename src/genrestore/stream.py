@@ -51,6 +51,7 @@ from genrestore.io import (
     _write_atomic,
     check_destination,
     quantize,
+    tag_texts,
 )
 from genrestore.spectral import OVERLAP, default_n_fft
 from genrestore.stages import Context, Stage, StageReport
@@ -357,7 +358,7 @@ def _render(spill: Path, length: int, rate: int, channels: int, gain_db: float, 
     out = (sf.SoundFile(os.fsencode(sink), "w", rate, channels, subtype=subtype,
                         format=fmt.upper()) if sink is not None else nullcontext())
     with out as f:
-        for name, text in (tags or {}).items() if f is not None else ():
+        for name, text in (tag_texts(tags, fmt, spill) if f is not None else {}).items():
             setattr(f, name, text)
         for index, (chunk, inner, size) in enumerate(_spill_chunks(spill, length, rate, m,
                                                                           margin)):
