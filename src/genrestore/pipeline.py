@@ -315,7 +315,9 @@ def restore_file(
     keep_identical: bool = False,
     target: str | None = None,
 ) -> FileResult:
-    """Read ``source``, restore it, dither and write ``destination`` atomically.
+    """Read ``source``, restore it, dither and write ``destination`` atomically.  A file
+    longer than :data:`genrestore.stream.THRESHOLD_S` is restored in segments, in bounded
+    memory, with the same result (see :mod:`genrestore.stream`; the guard does not run).
 
     The input is never overwritten, nor any path in ``protect`` (e.g. every source of a
     batch); an existing output only with ``overwrite=True``, or with ``keep_identical=True``
