@@ -209,9 +209,9 @@ def restore_segmented(
     spill_path = _create_temp(dst.with_name(dst.name + ".spill"))
     per_segment: list[tuple[StageReport, ...]] = []
     segments = -(-length // core)
+    spill: sf.SoundFile | None = None
     try:
         out_rate, channels, written = rate, analysis.channels, 0
-        spill: sf.SoundFile | None = None
         hop = default_n_fft(output_rate_hz) // OVERLAP
         for index, (segment, offset, middle) in enumerate(_segments(blocks, length, core,
                                                                     margin)):
@@ -316,6 +316,8 @@ def restore_segmented(
                                                    f"{len(per_segment)} segments",
                                    {"backed_off": [], "problems": []}))
     finally:
+        if spill is not None and not spill.closed:
+            spill.close()
         spill_path.unlink(missing_ok=True)
     return FileResult(source=Path(source), destination=dst, analysis=analysis,
                       reports=tuple(reports), output_lufs=out_lufs,
