@@ -156,7 +156,8 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     )
 
 
-def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike[str], *, info: AudioInfo | None = None
+               ) -> tuple[np.ndarray, int]:
     """Read WAV/FLAC/OGG/MP3/AIFF into float32 ``(channels, samples)`` and its rate in Hz.
 
     Float samples beyond +-1.0 are kept.  Every problem (missing, empty, unreadable, not
@@ -169,10 +170,11 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     says; a truncated FLAC fails as undecodable.  A truncated OGG, Wave64 or RF64 file is
     read as far as it goes (their headers give no length to check against).  Damaged MP3
     frames are skipped by the decoder and reported as one logged warning.  Names that
-    are not valid UTF-8 are read as they are on disk.
+    are not valid UTF-8 are read as they are on disk.  ``info`` is the file's :func:`probe`
+    when the caller has it (the header is then not read twice).
     """
     p = Path(path)
-    info = probe(p)
+    info = info or probe(p)  # the caller may have read the header already
     try:
         with _decoder_notes(p, info.format == "MP3"):
             data, rate = sf.read(os.fsencode(p), dtype="float32", always_2d=True)

@@ -341,7 +341,7 @@ def restore_file(
             output_rate_hz=output_rate_hz, bits=bits, file_format=file_format, source=src,
             overwrite=overwrite, protect=(src, *protect), keep_identical=keep_identical,
             tags=_carried_tags(src, chosen.name), started=start)
-    audio, rate = read_audio(src)
+    audio, rate = read_audio(src, info=info)
     return restore_to_file(audio, rate, destination, preset=chosen, output_rate_hz=output_rate_hz,
                            bits=bits, file_format=file_format, source=src, overwrite=overwrite,
                            protect=(src, *protect), keep_identical=keep_identical,

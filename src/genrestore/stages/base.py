@@ -77,23 +77,16 @@ def skipped(name: str, why: str, **details: Any) -> StageReport:
 _OFF = ("denoise off", "eq flat")
 
 
-def reason(stage: Any, context: Context, sample_rate: int) -> dict[str, Any]:
-    """The figures behind the policy's decision for ``stage`` (its ``details``)."""
-    from genrestore.policy import decide
-
-    return decide(stage, context.analysis, output_rate_hz=context.output_rate_hz,
-                  rate_hz=sample_rate).details
-
-
 def decision(stage: Any, context: Context, sample_rate: int) -> tuple[Any, StageReport | None]:
-    """Ask :mod:`genrestore.policy` whether ``stage`` acts on this clip: ``(the stage with the
-    parameters it runs with, None)`` when it does, ``(stage, its skip report)`` when not."""
+    """Ask :mod:`genrestore.policy` whether ``stage`` acts on this clip: ``(its Decision, None)``
+    when it does (the decision carries the stage with the parameters it runs with, and the
+    figures behind it), ``(its Decision, the skip report)`` when not."""
     from genrestore.policy import decide
 
     said = decide(stage, context.analysis, output_rate_hz=context.output_rate_hz,
                   rate_hz=sample_rate)
     if said.acts:
-        return said.stage, None
+        return said, None
     if said.why in _OFF or said.why.endswith(" Hz kept"):
-        return stage, StageReport(stage.name, False, said.why, dict(said.details))
-    return stage, skipped(stage.name, said.why, **said.details)
+        return said, StageReport(stage.name, False, said.why, dict(said.details))
+    return said, skipped(stage.name, said.why, **said.details)

@@ -10,7 +10,7 @@ import numpy as np
 from genrestore.errors import ParameterError
 from genrestore.filters import butter2_highpass, sosfiltfilt
 from genrestore.io import as_channels
-from genrestore.stages.base import Context, StageReport, decision, reason
+from genrestore.stages.base import Context, StageReport, decision
 
 TILT_PIVOT_HZ = 1000.0
 #: A 2nd-order Butterworth designed at this fraction of the wanted corner and run forwards
@@ -94,12 +94,13 @@ class Equalizer:
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
-        chosen, declined = decision(self, context, sample_rate)
+        said, declined = decision(self, context, sample_rate)
         if declined is not None:
             return audio, sample_rate, declined
-        params = {k: getattr(chosen, k) for k in ("highpass_hz", "low_shelf_hz", "low_shelf_db",
-                                                  "high_shelf_hz", "high_shelf_db", "tilt_db")}
-        why = reason(self, context, sample_rate).get("highpass_reason", "")
+        params = {k: getattr(said.stage, k) for k in ("highpass_hz", "low_shelf_hz",
+                                                      "low_shelf_db", "high_shelf_hz",
+                                                      "high_shelf_db", "tilt_db")}
+        why = said.details.get("highpass_reason", "")
         out = shape_spectrum(audio, sample_rate, **params)
         parts = [f"hp {params['highpass_hz']:g} Hz" + (f" ({why})" if why else "")
                  ] if params["highpass_hz"] else []
