@@ -33,6 +33,7 @@ import numpy as np
 from genrestore.analysis import gated_lufs, gating_blocks, true_peak
 from genrestore.errors import ParameterError
 from genrestore.io import read_audio, validate_audio
+from genrestore.parallel import one_blas_thread
 from genrestore.pipeline import (
     FileResult,
     RestoreResult,
@@ -127,6 +128,7 @@ def _before_loudness(preset: Preset) -> Preset:
                                guard=False)
 
 
+@one_blas_thread
 def measure_track(audio: np.ndarray, sample_rate: int, preset: Preset, *,
                   output_rate_hz: int = 44100) -> AlbumTrack:
     """Pass 1 for one track, ``(channels, samples)`` or 1-D audio: run ``preset``'s stages

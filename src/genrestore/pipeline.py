@@ -22,6 +22,7 @@ from genrestore import stream
 from genrestore.analysis import Analysis, analyze, analyze_blocks, integrated_lufs, true_peak_dbtp
 from genrestore.errors import AudioFileError, ParameterError
 from genrestore.io import OUTPUT_RATES_HZ, probe, read_audio, read_blocks, validate_audio, write_audio
+from genrestore.parallel import one_blas_thread
 from genrestore.preset import (
     DEFAULT_PRESET,
     DitherSettings,
@@ -132,6 +133,7 @@ def _run_stages(x: np.ndarray, sample_rate: int, stages: tuple[Stage, ...],
     return _Run(x, rate, tuple(reports), tuple(timings))
 
 
+@one_blas_thread
 def run_pipeline(
     audio: np.ndarray,
     sample_rate: int,
@@ -301,6 +303,7 @@ class FileResult:
     seconds: float
 
 
+@one_blas_thread
 def restore_file(
     source: str | os.PathLike[str],
     destination: str | os.PathLike[str],
