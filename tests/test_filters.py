@@ -20,16 +20,28 @@ def _music(rate: int, seconds: float, channels: int = 1, seed: int = 0) -> np.nd
     return 0.2 * tones + 0.05 + 0.1 * rng.standard_normal((channels, t.size))
 
 
-def test_fft_helpers_round_trip_and_keep_single_precision() -> None:
+def test_fft_helpers_match_numpy_and_keep_single_precision() -> None:
     x = np.random.default_rng(1).standard_normal((3, 1000)).astype(np.float32)
     window = filters.hann(1000).astype(np.float32)
     spec = filters.windowed_rfft(x, window)
     assert spec.dtype == np.complex64
     np.testing.assert_allclose(spec, np.fft.rfft(x.astype(np.float64) * window), rtol=1e-6,
                                atol=1e-4)
-    back = filters.irfft(np.fft.rfft(x).astype(np.complex64), n=1000)
-    assert back.dtype == np.float32
-    np.testing.assert_allclose(back, x, atol=1e-5)
+    # Strided frames of two channels, more of them than one chunk of rows (and not a multiple).
+    n, hop = 64, 16
+    signal_ = np.random.default_rng(2).standard_normal((2, 200 * hop + n)).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(signal_, n, axis=-1)[:, ::hop]
+    assert frames.shape[1] > filters._FFT_ROWS
+    window = filters.hann(n)
+    spec = filters.windowed_rfft(frames, window)
+    np.testing.assert_allclose(spec, np.fft.rfft(frames * window), rtol=1e-6, atol=1e-5)
+    # Overlap-add of the inverse: the windowed frames summed hop apart, in single precision.
+    out = filters.overlap_add_irfft(spec, n, hop, window)
+    assert out.dtype == np.float32
+    expected = np.zeros(signal_.shape)
+    for k in range(frames.shape[1]):
+        expected[:, k * hop:k * hop + n] += frames[:, k] * window**2
+    np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("n", [1, 2, 8, 2048, 2816])

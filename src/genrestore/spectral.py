@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrestore.errors import ParameterError
-from genrestore.filters import irfft, running_mean, running_min, windowed_rfft
+from genrestore.filters import overlap_add_irfft, running_mean, running_min, windowed_rfft
 from genrestore.io import as_channels
 
 #: Overlap factor: hop = n_fft // OVERLAP.
@@ -105,13 +105,7 @@ def stft(audio: np.ndarray, sample_rate: int, *, n_fft: int | None = None) -> Sp
 def istft(spec: Spectrogram) -> np.ndarray:
     """Invert :func:`stft`; returns float32 ``(channels, samples)`` of the original length."""
     n, hop = spec.n_fft, spec.hop
-    frames = irfft(spec.data.astype(np.complex64, copy=False), n=n, axis=-1)
-    frames *= _window(n)
-    channels, count, _ = frames.shape
-    out = np.zeros((channels, (count + OVERLAP - 1) * hop), dtype=np.float32)
-    for part in range(OVERLAP):
-        chunk = frames[:, :, part * hop : (part + 1) * hop].reshape(channels, -1)
-        out[:, part * hop : part * hop + chunk.shape[-1]] += chunk
+    out = overlap_add_irfft(spec.data, n, hop, _window(n))
     out /= np.float32(np.sum(_window(n) ** 2) / hop)
     start = n - hop
     return out[:, start : start + spec.length]
