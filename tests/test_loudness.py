@@ -79,8 +79,9 @@ class Recorder:
         self.fed: list[float] = []
         self.returned: list[float] = []
 
-    def __call__(self, audio: np.ndarray, sample_rate: int, *args: float) -> tuple[np.ndarray, float]:
-        out, peak = _real_pass(audio, sample_rate, *args)
+    def __call__(self, audio: np.ndarray, sample_rate: int, *args: float,
+                 peaks: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        out, peak = _real_pass(audio, sample_rate, *args, peaks=peaks)
         assert peak == pytest.approx(true_peak(out), rel=1e-6)
         self.fed.append(true_peak_dbtp(audio))
         self.returned.append(integrated_lufs(out, sample_rate))

@@ -60,14 +60,17 @@ def limit_true_peak(
 
 
 def _limit(audio: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
-           lookahead_ms: float = 5.0) -> tuple[np.ndarray, float]:
-    """:func:`limit_true_peak` without the checks, returning the output's linear true peak."""
-    out = _brickwall(as_channels(audio), sample_rate, ceiling_dbtp, release_ms, lookahead_ms)
+           lookahead_ms: float = 5.0, *, peaks: np.ndarray | None = None
+           ) -> tuple[np.ndarray, float]:
+    """:func:`limit_true_peak` without the checks, returning the output's linear true peak;
+    ``peaks`` as for :func:`_brickwall`."""
+    out = _brickwall(as_channels(audio), sample_rate, ceiling_dbtp, release_ms, lookahead_ms,
+                     peaks=peaks)
     return _trim_to_ceiling(out, ceiling_dbtp)
 
 
 def _brickwall(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms: float,
-               lookahead_ms: float) -> np.ndarray:
+               lookahead_ms: float, *, peaks: np.ndarray | None = None) -> np.ndarray:
     """The limiter on ``(channels, samples)`` float32 audio, its ceiling
     :data:`_LIMITER_MARGIN_DB` under ``ceiling_dbtp``.
 
@@ -75,11 +78,15 @@ def _brickwall(x: np.ndarray, sample_rate: int, ceiling_dbtp: float, release_ms:
     true peaks held over the look-ahead), linked over the channels, and drawn sample by sample
     as straight lines between its values at the block edges, each the smaller of the two
     blocks' gains: no sample gets more gain than its block allows, and the gain has no steps.
-    Audio that never reaches the limit comes back unchanged (a copy).
+    Audio that never reaches the limit comes back unchanged (a copy).  ``peaks`` are ``x``'s
+    :func:`~genrestore.analysis.block_true_peaks` for the limiter's blocks when they are known
+    (the loudness stage's model has its input's; a gain scales them).
     """
     m = _block_size(sample_rate)
     limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
-    held = _held(block_true_peaks(x, m, above=limit), _hold_blocks(lookahead_ms, sample_rate, m))
+    if peaks is None:
+        peaks = block_true_peaks(x, m, above=limit)
+    held = _held(peaks, _hold_blocks(lookahead_ms, sample_rate, m))
     gains = _block_gains(held, limit, _log_release(release_ms, sample_rate, m))
     if gains.min() == 1.0:
         return x.copy()
@@ -194,7 +201,7 @@ class _LimiterModel:
             cumulative = k_weighted_energy(np.asarray(x, dtype=np.float64), sample_rate)
         edges = cumulative[:, :n + 1:m]
         energy = np.diff(edges, axis=-1).sum(axis=0)
-        self._set(energy, block_true_peaks(x, m)[:energy.size], sample_rate,
+        self._set(energy, block_true_peaks(x, m), sample_rate,
                   ceiling_dbtp=ceiling_dbtp, release_ms=release_ms, lookahead_ms=lookahead_ms)
 
     @classmethod
@@ -205,7 +212,7 @@ class _LimiterModel:
         in pieces): the K-weighted energy of each whole :func:`_block_size` block, summed
         over the channels, and each block's true peak (:func:`block_true_peaks`)."""
         model = cls.__new__(cls)
-        model._set(np.asarray(energy, dtype=np.float64), np.asarray(peaks)[:len(energy)],
+        model._set(np.asarray(energy, dtype=np.float64), np.asarray(peaks),
                    sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms,
                    lookahead_ms=lookahead_ms)
         return model
@@ -214,7 +221,9 @@ class _LimiterModel:
              ceiling_dbtp: float, release_ms: float, lookahead_ms: float) -> None:
         self.m = _block_size(sample_rate)
         self.energy = energy
-        self.held = _held(peaks, _hold_blocks(lookahead_ms, sample_rate, self.m))
+        #: The input's block true peaks as given (the limiter reads them, scaled by its gain).
+        self.peaks = peaks
+        self.held = _held(peaks[:energy.size], _hold_blocks(lookahead_ms, sample_rate, self.m))
         self.limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
         self.log_release = _log_release(release_ms, sample_rate, self.m)
         # 400 ms gating blocks every 100 ms, in whole 1 ms blocks (at least one block).
@@ -408,7 +417,7 @@ def loudness_to_target(
                           release_ms=release_ms, cumulative=cumulative)
     def measure(gain_db: float) -> _Try:
         limited, limited_peak = _limit(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp,
-                                       release_ms)
+                                       release_ms, peaks=model.peaks * 10.0 ** (gain_db / 20.0))
         limited_blocks = gating_blocks(limited, sample_rate)
         return _Try(gain_db, gated_lufs(limited_blocks), limited, limited_blocks, limited_peak)
 
