@@ -246,8 +246,9 @@ def sample_peak_dbfs(audio: np.ndarray) -> float:
     return float(20.0 * np.log10(peak)) if peak > 0 else float("-inf")
 
 
-#: Welch segments transformed at once by :func:`long_term_spectrum` (bounds its memory).
-_WELCH_CHUNK = 256
+#: Welch segments transformed at once by :func:`long_term_spectrum` (a working set that stays
+#: in cache, as :data:`genrestore.filters._FFT_ROWS`).
+_WELCH_CHUNK = 16
 
 
 def welch_psd(audio: np.ndarray, sample_rate: int, nperseg: int
@@ -804,12 +805,25 @@ class _WelchSum:
         if usable:
             view = np.lib.stride_tricks.sliding_window_view(x, self.n, axis=-1)[:, ::self.step]
             view = view[:, :usable]
-            for first in range(0, usable, _WELCH_CHUNK):
-                segments = view[:, first:first + _WELCH_CHUNK]
-                centred = segments - segments.mean(axis=-1, keepdims=True, dtype=np.float64)
-                centred *= self.window
-                spec = np.fft.rfft(centred, axis=-1)
-                self.total += (spec.real**2 + spec.imag**2).sum(axis=(0, 1))
+            buffer = np.empty((_WELCH_CHUNK, self.n))
+            for channel in view:
+                for first in range(0, usable, _WELCH_CHUNK):
+                    segments = channel[first:first + _WELCH_CHUNK]
+                    windowed = buffer[:segments.shape[0]]
+                    np.multiply(segments, self.window, out=windowed)
+                    spec = np.fft.rfft(windowed, axis=-1)
+                    if self.n >= 4:
+                        # Each segment's mean removed after the transform: the periodic Hann
+                        # window's own transform is n/2 at DC, -n/4 at the next bin and zero
+                        # beyond, so the mean only ever reaches those two bins.
+                        mean = segments.mean(axis=-1, dtype=np.float64)
+                        spec[:, 0] -= mean * (self.n / 2.0)
+                        spec[:, 1] += mean * (self.n / 4.0)
+                    else:  # a window too short for that (a clip of a few samples)
+                        spec = np.fft.rfft((segments - segments.mean(axis=-1, keepdims=True,
+                                                                     dtype=np.float64))
+                                           * self.window, axis=-1)
+                    self.total += (spec.real**2 + spec.imag**2).sum(axis=0)
             self.count += usable
         self.held = x[:, usable * self.step:].copy()
 
