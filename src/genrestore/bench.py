@@ -56,6 +56,7 @@ class SpeedResult:
     #: file, and of ffmpeg's stock chain (:data:`FFMPEG_CHAIN`) on it, ``None`` without ffmpeg.
     process_s: float | None = None
     ffmpeg_s: float | None = None
+    channels: int = 1
 
     @property
     def realtime_factor(self) -> float:
@@ -102,9 +103,11 @@ def process_times(clip: np.ndarray, rate: int, preset: str, repeats: int
 
 def speed_benchmark(
     *, seconds: float = 30.0, preset: str = DEFAULT_PRESET, repeats: int = 5, seed: int = 0,
-    whole_process: bool = True,
+    whole_process: bool = True, channels: int = 1,
 ) -> SpeedResult:
-    """Time ``preset`` on a ``seconds``-long clip degraded by the ``demo`` chain (mono, 32 kHz).
+    """Time ``preset`` on a ``seconds``-long clip degraded by the ``demo`` chain (32 kHz, 10 kHz
+    low-pass, hiss at -60 dBFS, +2 dBFS peaks), mono, or with ``channels=2`` the same chain
+    keeping the synthetic song's stereo (issue 11's second clip: stereo with light hiss).
 
     One process; BLAS and FFT threads are not pinned (set ``OMP_NUM_THREADS=1`` for a
     one-core figure; most steps are single-threaded anyway).  Reports the median over
@@ -112,8 +115,13 @@ def speed_benchmark(
     the time of genrestore's BS.1770 meter against pyloudnorm's on the same clip.  With
     ``whole_process``, also the whole-process times of :func:`process_times`.
     """
+    if channels not in (1, 2):
+        raise ParameterError(f"speed benchmark: channels must be 1 or 2, not {channels}")
     clean = render_song(44100, seconds, seed=seed)
-    clip, rate = degrade(clean, 44100, "demo", seed=seed)
+    chain = get_degradation("demo")
+    if channels == 2:
+        chain = chain.replace(mono=False)
+    clip, rate = degrade(clean, 44100, chain, seed=seed)
     chosen = load_preset(preset)
     run_pipeline(clip, rate, chosen)  # warm-up: imports, FFT plans
     totals: list[float] = []
@@ -136,6 +144,7 @@ def speed_benchmark(
         ref.append(time.perf_counter() - start)
     return SpeedResult(
         preset=chosen.name,
+        channels=channels,
         clip_seconds=seconds,
         input_rate_hz=rate,
         repeats=repeats,
@@ -153,7 +162,8 @@ def speed_benchmark(
 def format_speed(result: SpeedResult) -> str:
     """A Markdown table of a :class:`SpeedResult`."""
     lines = [
-        f"preset `{result.preset}`, {result.clip_seconds:g} s mono clip at "
+        f"preset `{result.preset}`, {result.clip_seconds:g} s "
+        f"{'stereo' if result.channels == 2 else 'mono'} clip at "
         f"{result.input_rate_hz} Hz -> 44100 Hz, median of {result.repeats} runs, one process",
         "",
         "| step | ms |",
