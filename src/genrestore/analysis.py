@@ -434,13 +434,15 @@ def noise_floors_dbfs(audio: np.ndarray, sample_rate: int, tops_hz: Sequence[flo
     spec = spec or stft(audio, sample_rate)
     data = spec.data
     first, last = _trimmed_range(data.shape[-2])
-    tracked = _tracked_bins(spec.freqs_hz, sample_rate)
+    # Only the bins some reading looks at are tracked (the guard's stop at the cutoff).
+    top = None if any(t is None for t in tops_hz) else max(tops_hz, default=None)
+    tracked = _tracked_bins(spec.freqs_hz, sample_rate, top)
     tracker = None
     if tracked.stop > tracked.start and any(
             _floor_band(spec.freqs_hz, sample_rate, top).any() for top in tops_hz):
         tracker = _FloorTracker(data.shape[0], last - first, data.shape[-1], spec.hop / sample_rate,
                                 tracked)
-        part = data[..., first:last, :]
+        part = data[..., first:last, tracker.crop]
         tracker.add(part.real**2 + part.imag**2, last=True)
     return _readings(tracker, spec.freqs_hz, sample_rate, spec.n_fft, tops_hz, percentile)
 
@@ -1144,7 +1146,12 @@ class _FloorTracker:
     """:func:`noise_floors_dbfs`'s minimum-statistics tracking over the frames of a clip given
     a chunk at a time: each chunk is tracked with enough frames either side (a halo) that its
     values equal those of tracking the whole clip, and only the histogram of the tracked
-    levels per bin is kept, from which each bin's median over the clip is read."""
+    levels per bin is kept, from which each bin's median over the clip is read.
+
+    It is given the power of the bins in :attr:`crop` only: the tracked bins and the
+    :data:`_FLOOR_BINS` either side that the smoothing across bins (a running minimum, then a
+    running mean, each :data:`_FLOOR_BINS` wide) reaches, so the tracked bins' values equal
+    those of tracking every bin."""
 
     def __init__(self, channels: int, frames: int, bins: int, hop_s: float,
                  tracked_bins: slice) -> None:
@@ -1152,11 +1159,15 @@ class _FloorTracker:
         self.step, self.span = tracker_steps(frames, hop_s, _FLOOR_WINDOW_S, _FLOOR_SMOOTH_S)
         self.halo = (self.span + 3) * self.step
         self.bins = tracked_bins
-        count = len(range(*tracked_bins.indices(bins)))
+        start, stop, _ = tracked_bins.indices(bins)
+        self.crop = slice(max(0, start - _FLOOR_BINS), min(bins, stop + _FLOOR_BINS))
+        self.width = self.crop.stop - self.crop.start
+        self.inner = slice(start - self.crop.start, stop - self.crop.start)  # within the crop
+        count = stop - start
         exact = channels * count * self.decimated() * 4 <= _EXACT_FLOOR_BYTES
         self.kept: list[np.ndarray] | None = [] if exact else None
         self.hist = None if exact else np.zeros((channels, count, _HIST_LEVELS), dtype=np.int32)
-        self.held = np.zeros((channels, 0, bins), dtype=np.float32)
+        self.held = np.zeros((channels, 0, self.width), dtype=np.float32)
         self.held_from = 0  # trimmed frame index of held[:, 0]
         self.core = 0  # frames before this one are counted
         self.received = 0
@@ -1182,7 +1193,7 @@ class _FloorTracker:
         tracked = track_minima(window, self.step, self.span, _FLOOR_BINS)
         first = (start - lo) // self.step
         count = -(-(end - start) // self.step)
-        self._count(tracked[:, first:first + count, self.bins])
+        self._count(tracked[:, first:first + count, self.inner])
         drop = max(0, end - self.halo) - self.held_from  # frames no later chunk needs
         if drop > 0:
             self.held = self.held[:, drop:]
@@ -1238,9 +1249,10 @@ def _floor_band(freqs: np.ndarray, sample_rate: int, max_hz: float | None) -> np
     return (freqs >= FLOOR_BAND_HZ[0]) & (freqs <= top)
 
 
-def _tracked_bins(freqs: np.ndarray, sample_rate: int) -> slice:
-    """The bins any floor reading looks at (:data:`FLOOR_BAND_HZ` at this rate)."""
-    inside = np.flatnonzero(_floor_band(freqs, sample_rate, None))
+def _tracked_bins(freqs: np.ndarray, sample_rate: int, max_hz: float | None = None) -> slice:
+    """The bins a floor reading looks at (:data:`FLOOR_BAND_HZ` at this rate, up to ``max_hz``
+    when every reading stops there)."""
+    inside = np.flatnonzero(_floor_band(freqs, sample_rate, max_hz))
     return slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0)
 
 
@@ -1345,10 +1357,10 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
         if tracker is not None:
             lo, hi = max(first, start), min(last, start + spec.shape[-2])
             if hi > lo:
-                part = spec[:, lo - start:hi - start]
+                part = spec[:, lo - start:hi - start, tracker.crop]
                 tracker.add(part.real**2 + part.imag**2, last=end)
             elif end:
-                tracker.add(np.zeros((channels, 0, bin_freqs.size), np.float32), last=True)
+                tracker.add(np.zeros((channels, 0, tracker.width), np.float32), last=True)
 
     for block in blocks():
         start = frames.done
