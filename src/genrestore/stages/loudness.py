@@ -337,9 +337,17 @@ def _solve(predict: Callable[[float], float], target: float, low: float, high: f
     k = int(np.argmax(levels))
     a, b = float(grid[max(k - 1, 0)]), float(grid[min(k + 1, grid.size - 1)])
     ratio = 0.5 * (np.sqrt(5.0) - 1.0)
-    for _ in range(10):  # golden section around the loudest step
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        a, b = (a, d) if predict(c) >= predict(d) else (c, b)
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    at_c, at_d = predict(c), predict(d)
+    for _ in range(10):  # golden section around the loudest step: one new point per step
+        if at_c >= at_d:
+            b, d, at_d = d, c, at_c
+            c = b - ratio * (b - a)
+            at_c = predict(c)
+        else:
+            a, c, at_c = c, d, at_d
+            d = a + ratio * (b - a)
+            at_d = predict(d)
     g = 0.5 * (a + b)
     level = predict(g)
     return (g, level) if level > levels[k] else (float(grid[k]), levels[k])
