@@ -23,6 +23,7 @@ from genrestore.io import MIN_DURATION_S, read_blocks
 from genrestore.spectral import (
     OVERLAP,
     Spectrogram,
+    bin_power_sum,
     default_n_fft,
     stft,
     track_minima,
@@ -282,9 +283,7 @@ def spectrogram_spectrum(spec: Spectrogram) -> tuple[np.ndarray, np.ndarray]:
     Welch's 4-5 Hz) leak bass notes across the band edge.  The guard reads its octave levels
     this way from the STFT it tracks the output's floor on, against a 6 dB threshold."""
     data = spec.data
-    power = np.zeros(data.shape[-1])
-    for channel in data:
-        power += (channel.real**2 + channel.imag**2).sum(axis=0, dtype=np.float64)
+    power = bin_power_sum(data)
     frames = max(data.shape[0] * data.shape[1], 1)
     # |X|^2 / sum(w^2) is the variance per bin (white noise of variance s2 reads s2), so the
     # one-sided density per Hz is twice that over the sample rate (not at DC and Nyquist).

@@ -75,6 +75,18 @@ class Spectrogram:
         return Spectrogram(data, self.sample_rate, self.n_fft, self.length)
 
 
+def bin_power_sum(data: np.ndarray) -> np.ndarray:
+    """The power ``|X|^2`` of ``(channels, frames, bins)`` STFT data summed over channels and
+    frames, per bin, in double precision (a few hundred frames at a time: no temporaries the
+    size of the spectrogram)."""
+    total = np.zeros(data.shape[-1])
+    for channel in data:
+        for start in range(0, channel.shape[0], 256):
+            part = channel[start:start + 256]
+            total += (part.real**2 + part.imag**2).sum(axis=0, dtype=np.float64)
+    return total
+
+
 def _window(n_fft: int) -> np.ndarray:
     return np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
 

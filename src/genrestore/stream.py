@@ -117,7 +117,7 @@ def _long_term_power(blocks: Callable[[], Iterator[np.ndarray]], rate: int, leng
     before it and the spectral stages sharing its STFT; ``None`` when no ``bwe`` acts."""
     from genrestore.pipeline import _run_stages
     from genrestore.policy import decide
-    from genrestore.spectral import stft
+    from genrestore.spectral import bin_power_sum, stft
     from genrestore.stages import SpectralStage
 
     at = next((i for i, s in enumerate(pre) if s.name == "bwe"), None)
@@ -143,8 +143,7 @@ def _long_term_power(blocks: Callable[[], Iterator[np.ndarray]], rate: int, leng
         lo = round(offset * scale) // spec.hop  # the frames whose hop starts in the middle
         hi = spec.data.shape[1] if k == count - 1 else round((offset + middle) * scale) // spec.hop
         part = spec.data[:, lo:hi]
-        power = (part.real.astype(np.float64) ** 2 + part.imag.astype(np.float64) ** 2).sum(
-            axis=(0, 1))
+        power = bin_power_sum(part)
         total = power if total is None else total + power
         frames += (hi - lo) * part.shape[0]
     return None if total is None else (total / frames).astype(np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 
 from genrestore.errors import ParameterError
 from genrestore.io import as_channels
-from genrestore.spectral import OVERLAP, Spectrogram, istft, stft, window_energy
+from genrestore.spectral import OVERLAP, Spectrogram, bin_power_sum, istft, stft, window_energy
 from genrestore.stages.base import Context, SpectralStage, StageReport, decision, skipped
 
 #: The source band is [SOURCE_LOW, SOURCE_HIGH] x cutoff: below the codec's transition band.
@@ -94,8 +94,9 @@ def plan_extension(
     target, source = bins
     freqs = spec.freqs_hz
     top_hz = _top_hz(spec, max_freq_hz)
+    count = max(spec.data.shape[0] * spec.data.shape[1], 1)
     power = (long_term_power if long_term_power is not None
-             else (spec.data.real**2 + spec.data.imag**2).mean(axis=(0, 1)))  # per bin
+             else bin_power_sum(spec.data) / count)  # mean power per bin
     level_db = 10.0 * np.log10(np.maximum(power, 1e-20))
     # Straight-line fit of level (dB) against log2(frequency) over the source band.
     src = np.arange(spec.bin_of(SOURCE_LOW * cutoff_hz), spec.bin_of(SOURCE_HIGH * cutoff_hz))
@@ -159,17 +160,39 @@ def plan_model_extension(
     return BandPlan(target, source, per_bin.astype(np.float32), float("nan"))
 
 
+def _runs(target: np.ndarray, source: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(first target bin, first source bin, length)`` of each stretch where both step by one
+    bin together (a patch copies a contiguous source band onto a contiguous target band)."""
+    breaks = np.flatnonzero((np.diff(target) != 1) | (np.diff(source) != 1)) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [target.size]])
+    return [(int(target[a]), int(source[a]), int(b - a)) for a, b in zip(starts, ends, strict=True)]
+
+
+_QUARTER_TURNS = np.array([1, 1j, -1, -1j], dtype=np.complex64)  # exp(j*pi/2 * n)
+
+
 def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) -> Spectrogram:
     """Add the planned patches to ``spec`` (bins below the cutoff are left exactly as they were);
     ``frame_offset`` is the index of ``spec``'s first frame in the whole file's STFT (the
-    shift's phase advances with the file's frames, so segments join without a phase step)."""
+    shift's phase advances with the file's frames, so segments join without a phase step).
+
+    A patch moved by ``d`` bins turns by a quarter turn times ``d`` per hop (the STFT's hop is
+    a quarter of its window), so frames with the same file index modulo 4 share one
+    rotation: each such set of frames and each contiguous patch is one sliced operation."""
     shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
-    frames = np.arange(spec.data.shape[1]) + frame_offset
-    quarter_turns = np.array([1, 1j, -1, -1j], dtype=np.complex64)  # exp(j*pi/2 * n)
-    rotation = quarter_turns[np.outer(frames % OVERLAP, shift) % OVERLAP]
-    patch = spec.data[:, :, plan.source_bins] * rotation * plan.gains
+    per_frame = plan.gains.ndim == 3
     out = spec.data.copy()
-    out[:, :, plan.target_bins] += patch
+    frames = spec.data.shape[1]
+    for phase in range(OVERLAP):
+        rows = slice((phase - frame_offset) % OVERLAP, frames, OVERLAP)
+        factor = _QUARTER_TURNS[(phase * shift) % OVERLAP]
+        factor = factor * plan.gains[:, rows] if per_frame else factor * plan.gains
+        k = 0
+        for first, source, length in _runs(plan.target_bins, plan.source_bins):
+            out[:, rows, first:first + length] += (spec.data[:, rows, source:source + length]
+                                                   * factor[..., k:k + length])
+            k += length
     return spec.replace(out)
 
 
