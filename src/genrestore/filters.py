@@ -235,10 +235,6 @@ class SosStream:
         return _blocked(self.sos, data, self.state)[0]
 
 
-def _dc_gain(sos: np.ndarray) -> float:
-    return float(np.prod(sos[:, :3].sum(axis=1) / sos[:, 3:].sum(axis=1)))
-
-
 def sosfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Filter ``x`` along ``axis`` through second-order sections from rest, as
     ``scipy.signal.sosfilt`` (float64 out)."""
@@ -249,12 +245,20 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.moveaxis(_zero_state(sos, data), -1, axis)
 
 
+@functools.lru_cache(maxsize=32)
+def _unit_steady_state(key: bytes, sections: int) -> np.ndarray:
+    """The state-space state (:func:`_state_space`) that a constant input of 1 holds the
+    cascade in: ``(I - A)^-1 B``."""
+    a, b, _, _ = _state_space(np.frombuffer(key).reshape(sections, 6))
+    return np.linalg.solve(np.eye(a.shape[0]) - a, b)
+
+
 def _from_steady_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Filter along the last axis as if each row's first value had been its input forever
-    (``sosfilt`` with ``zi = sosfilt_zi(sos) * x[..., 0]``): the response to the constant
-    is the DC gain times it, and the rest is the zero-state response to the difference."""
-    first = x[..., :1]
-    return _zero_state(sos, x - first) + _dc_gain(sos) * first
+    (``sosfilt`` with ``zi = sosfilt_zi(sos) * x[..., 0]``): the blocked filter started from
+    the steady state of that constant."""
+    state = x[..., :1] * _unit_steady_state(sos.tobytes(), sos.shape[0])
+    return _blocked(sos, x, state)[0]
 
 
 def sosfiltfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
