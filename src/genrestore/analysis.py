@@ -76,7 +76,7 @@ def k_weighted_energy(x: np.ndarray, sample_rate: int) -> np.ndarray:
     with a leading zero: block sums are differences of it."""
     weighted = sosfilt(k_weighting_sos(sample_rate), x, axis=-1)
     cumulative = np.zeros((x.shape[0], x.shape[-1] + 1))
-    np.cumsum(weighted * weighted, axis=-1, out=cumulative[:, 1:])
+    np.cumsum(np.square(weighted, out=weighted), axis=-1, out=cumulative[:, 1:])
     return cumulative
 
 
@@ -869,7 +869,7 @@ class LoudnessSum:
         if m == 0:
             return
         a = self.done
-        cumulative = np.cumsum(weighted * weighted, axis=-1)
+        cumulative = np.cumsum(np.square(weighted, out=weighted), axis=-1)
         cumulative += self.total[:, None]
         wanted = [np.arange(-(-(a + 1) // self.step) * self.step, a + m + 1, self.step)]
         if self.every:
