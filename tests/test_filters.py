@@ -161,3 +161,19 @@ def test_fir_filter_centred_is_fftconvolve_same(length: int) -> None:
     assert np.max(np.abs(out - expected)) < 1e-5
     with pytest.raises(ParameterError):
         filters.fir_filter_centred(x, taps[:-1])
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((7,), None), ((8,), None), ((1,), None),
+                                             ((3, 9), 1), ((3, 10), 0), ((4, 6, 5), 1),
+                                             ((4, 6, 5), -2)])
+def test_percentile_and_median_are_numpys(shape: tuple[int, ...], axis: int | None) -> None:
+    x = np.random.default_rng(len(shape)).standard_normal(shape)
+    x[..., 0] = x[..., -1]  # ties too
+    for q in (0.0, 10.0, 33.3, 50.0, 95.0, 100.0, [10.0, 95.0]):
+        ours, theirs = filters.percentile(x, q, axis=axis), np.percentile(x, q, axis=axis)
+        assert np.shape(ours) == np.shape(theirs)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-14, atol=0.0)
+    np.testing.assert_allclose(filters.median(x, axis=axis), np.median(x, axis=axis), rtol=1e-14,
+                               atol=0.0)
+    with pytest.raises(ParameterError):
+        filters.median(np.zeros(0))

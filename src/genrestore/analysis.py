@@ -19,6 +19,8 @@ import numpy as np
 
 from genrestore.errors import AudioFileError, ParameterError
 from genrestore.filters import SosStream, hann, kaiser_lowpass, running_mean, sosfilt, windowed_rfft
+from genrestore.filters import median as _median
+from genrestore.filters import percentile as _percentile
 from genrestore.io import MIN_DURATION_S, read_blocks
 from genrestore.spectral import (
     OVERLAP,
@@ -131,7 +133,7 @@ def _range_lu(energy: np.ndarray) -> float:
         return 0.0
     gate = -0.691 + _db(kept.mean()) - 20.0
     short_term = loud[(loud > _ABS_GATE_LUFS) & (loud > gate)]
-    low, high = np.percentile(short_term, [10.0, 95.0])
+    low, high = _percentile(short_term, [10.0, 95.0])
     return float(high - low)
 
 
@@ -350,7 +352,7 @@ def estimate_cutoff_hz(
         # above its corner, so the knee is where the fall starts, not where it is steepest.
         k = int(idx[int(np.argmax(knee))])
         lo = max(0, k - 3 * step)
-        passband = float(np.median(smooth[lo : k - step + 1]))
+        passband = float(_median(smooth[lo : k - step + 1]))
         kept = np.flatnonzero(smooth[lo : k + step] >= passband - 3.0)
         return float(freqs[lo + int(kept[-1])])
     usable = freqs >= 100.0
@@ -385,7 +387,7 @@ def _percentile_of_white(step: int, span: int, smooth_bins: int, length: int,
     unit = white_noise_floor(step, span, smooth_bins)
     length = min(length, unit.shape[0] // 8)  # at least 8 stretches to take medians of
     chunks = unit[: unit.shape[0] // length * length].reshape(-1, length, unit.shape[1])
-    return float(np.percentile(np.median(chunks, axis=1), percentile))
+    return float(_percentile(_median(chunks, axis=1), percentile))
 
 
 def noise_floor_dbfs(audio: np.ndarray, sample_rate: int, *, percentile: float = 10.0,
@@ -450,9 +452,9 @@ def _floor_reading(tracked: tuple[np.ndarray, float], band: np.ndarray, percenti
                    n_fft: int, sample_rate: int) -> float:
     floor, bias = tracked
     floor_band = floor[band]
-    median = float(np.median(floor_band))
+    median = float(_median(floor_band))
     # Bins 60 dB under the median floor are empty (a resampler's stop band), not hiss.
-    density = float(np.percentile(floor_band[floor_band >= median * _EMPTY_BIN], percentile))
+    density = float(_percentile(floor_band[floor_band >= median * _EMPTY_BIN], percentile))
     if density <= 0.0:
         return float("-inf")
     density /= bias
@@ -479,7 +481,7 @@ def top_band_flatness(audio: np.ndarray, sample_rate: int, cutoff_hz: float, *,
     energy = power.mean(axis=-1)
     busy = energy > energy.max() * 1e-4
     flatness = np.exp(np.log(power[busy]).mean(axis=-1)) / energy[busy]
-    return float(np.median(flatness)) if flatness.size else 0.0
+    return float(_median(flatness)) if flatness.size else 0.0
 
 
 def dc_offset(audio: np.ndarray) -> float:
@@ -878,7 +880,9 @@ class LoudnessSum:
             first = max(a + 1, size)
             k0 = -(-(first - size) // self.step)
             wanted.append(np.arange(size + k0 * self.step, a + m + 1, self.step))
-        positions = np.unique(np.concatenate(wanted))
+        positions = np.sort(np.concatenate(wanted))
+        # Each position once (np.unique would import numpy.ma: 12 ms of a CLI run's start).
+        positions = positions[np.concatenate([[True], positions[1:] != positions[:-1]])]
         self.positions.append(positions)
         self.values.append(cumulative[:, positions - a - 1])
         self.total = cumulative[:, -1].copy()
@@ -1222,7 +1226,7 @@ class _FloorTracker:
         tracked bins)."""
         out = np.zeros(bins)
         if self.kept is not None:
-            out[self.bins] = np.median(np.concatenate(self.kept, axis=-2), axis=-2).mean(axis=0)
+            out[self.bins] = _median(np.concatenate(self.kept, axis=-2), axis=-2).mean(axis=0)
             return out
         assert self.hist is not None
         centres = np.concatenate([[0.0], 10.0 ** ((_HIST_LOW_DB + (np.arange(1, _HIST_LEVELS)
@@ -1272,7 +1276,7 @@ class _Flatness:
     def result(self) -> float:
         energy, flatness = np.concatenate(self.energy), np.concatenate(self.flatness)
         busy = energy > energy.max(initial=0.0) * 1e-4
-        return float(np.median(flatness[busy])) if np.any(busy) else 0.0
+        return float(_median(flatness[busy])) if np.any(busy) else 0.0
 
 
 def _readings(tracker: _FloorTracker | None, freqs: np.ndarray, sample_rate: int, n_fft: int,

@@ -52,6 +52,7 @@ from genrestore.analysis import (
     spectrogram_spectrum,
 )
 from genrestore.errors import ParameterError
+from genrestore.filters import median
 from genrestore.io import as_channels
 from genrestore.spectral import default_n_fft, n_fft_near, stft
 from genrestore.stages import StageReport
@@ -189,7 +190,7 @@ def check(
         out = _octave_levels(*spectrogram_spectrum(spec), top)
         # A reference match changes octaves on purpose (``match`` is asked for, not blamed).
         intended = _intended_octave_change(reports, base.octave_levels_db.size)
-        gain = float(np.median(out - intended - base.octave_levels_db))  # the level change
+        gain = float(median(out - intended - base.octave_levels_db))  # the level change
         # What each octave lost beyond the gain change, counting from the input's music
         # (its level less the noise floor): removing hiss is not a loss.
         loss = float(np.max(base.octave_music_db + gain + intended - out, initial=0.0))

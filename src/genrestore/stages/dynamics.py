@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from genrestore.errors import ParameterError
+from genrestore.filters import percentile
 from genrestore.io import as_channels
 from genrestore.stages.base import Context, StageReport, decision, skipped
 
@@ -86,7 +87,7 @@ class Dynamics:
             return audio, sample_rate, declined
         levels = block_levels_dbfs(audio, sample_rate)
         active = levels[levels > levels.max() - 40.0]
-        loud_db = float(np.percentile(active, self.level_percentile))
+        loud_db = float(percentile(active, self.level_percentile))
         if loud_db < -90.0:
             return audio, sample_rate, skipped(self.name, "silent")
         threshold = loud_db + self.threshold_offset_db
