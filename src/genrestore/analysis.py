@@ -882,7 +882,9 @@ class LoudnessSum:
             wanted.append(np.arange(size + k0 * self.step, a + m + 1, self.step))
         positions = np.sort(np.concatenate(wanted))
         # Each position once (np.unique would import numpy.ma: 12 ms of a CLI run's start).
-        positions = positions[np.concatenate([[True], positions[1:] != positions[:-1]])]
+        first = np.ones(positions.size, dtype=bool)
+        first[1:] = positions[1:] != positions[:-1]
+        positions = positions[first]
         self.positions.append(positions)
         self.values.append(cumulative[:, positions - a - 1])
         self.total = cumulative[:, -1].copy()
