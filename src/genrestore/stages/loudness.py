@@ -177,6 +177,8 @@ _SATURATED_SLOPE = 0.1
 _TRIM_DOWN_LU = 0.5
 #: The passes aim this much over the target: a miss upwards costs a plain gain, downwards a pass.
 _AIM_LU = 0.1
+#: How far past the cap :func:`_finish` asks the model whether more gain would have come closer.
+_PAST_CAP_DB = (1.0, 2.0, 4.0, 8.0)
 
 
 class _LimiterModel:
@@ -193,7 +195,8 @@ class _LimiterModel:
 
     def __init__(self, audio: np.ndarray, sample_rate: int, *, ceiling_dbtp: float,
                  release_ms: float, lookahead_ms: float = 5.0,
-                 cumulative: np.ndarray | None = None) -> None:
+                 cumulative: np.ndarray | None = None, max_gain_db: float | None = None
+                 ) -> None:
         x = np.atleast_2d(audio)
         m = _block_size(sample_rate)
         n = x.shape[-1] // m * m
@@ -201,7 +204,11 @@ class _LimiterModel:
             cumulative = k_weighted_energy(np.asarray(x, dtype=np.float64), sample_rate)
         edges = cumulative[:, :n + 1:m]
         energy = np.diff(edges, axis=-1).sum(axis=0)
-        self._set(energy, block_true_peaks(x, m), sample_rate,
+        # With ``max_gain_db``, a block whose true peak cannot reach the limiter at that gain
+        # keeps its sample peak (block_true_peaks' ``above``): it gets gain 1 either way.
+        limit = 10.0 ** ((ceiling_dbtp - _LIMITER_MARGIN_DB) / 20.0)
+        above = 0.0 if max_gain_db is None else limit * 10.0 ** (-max_gain_db / 20.0)
+        self._set(energy, block_true_peaks(x, m, above=above), sample_rate,
                   ceiling_dbtp=ceiling_dbtp, release_ms=release_ms, lookahead_ms=lookahead_ms)
 
     @classmethod
@@ -421,8 +428,9 @@ def loudness_to_target(
                               "", start, _dbtp(peak) + wanted)
 
     cap = free + (max_limiting_db if max_limiting_db is not None else _MAX_DRIVE_DB)
-    model = _LimiterModel(x, sample_rate, ceiling_dbtp=ceiling_dbtp,
-                          release_ms=release_ms, cumulative=cumulative)
+    # The model is read at gains up to the cap, and past it by _finish (_PAST_CAP_DB).
+    model = _LimiterModel(x, sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms,
+                          cumulative=cumulative, max_gain_db=cap + max(_PAST_CAP_DB))
     def measure(gain_db: float) -> _Try:
         limited, limited_peak = _limit(_plain_gain(x, gain_db), sample_rate, ceiling_dbtp,
                                        release_ms, peaks=model.peaks * 10.0 ** (gain_db / 20.0))
@@ -546,7 +554,7 @@ def _finish(tries: list[_Try], target: float, tolerance: float, ceiling_dbtp: fl
     if not reached:  # the cap is to blame if, past it, the limiter would have come closer
         predict = _corrected(model, points)
         still_rising = predict(cap) - predict(cap - 1.0) > _SATURATED_SLOPE
-        beyond = max(predict(cap + step) for step in (1.0, 2.0, 4.0, 8.0)) > level + tolerance
+        beyond = max(predict(cap + step) for step in _PAST_CAP_DB) > level + tolerance
         why = "cap" if gain_db >= cap - 0.5 and (still_rising or beyond) else "limiter"
     return LoudnessResult(out, level, gain_db + trim, len(tries), reached, why, input_lufs,
                           _dbtp(chosen.peak) + trim)
