@@ -309,6 +309,10 @@ _CUTOFF_SMOOTH_HZ = 200.0
 _CUTOFF_WINDOW_OCT = 0.25
 #: A floor is flat when its smoothed level stays within this range (dB) to 97 % of Nyquist.
 _FLAT_FLOOR_DB = 3.0
+#: Spectra of fewer bins (a clip of a few milliseconds) are read by the roll-off rule only.
+_CUTOFF_MIN_BINS = 64
+#: The lowest band limit looked for as a knee (Hz).
+_CUTOFF_LOWEST_HZ = 1000.0
 
 
 def estimate_cutoff_hz(
@@ -334,6 +338,9 @@ def estimate_cutoff_hz(
     which music never is).  When there are several knees, the lowest one that falls by at
     least ``2 * knee_db`` wins (content above such a cliff is residue: a codec's floor and its
     own low-pass); else the lowest that lands on a flat floor; else the one that bends most.
+    Knees are looked for from 1 kHz up, but under 4 kHz (or half Nyquist), where music's own
+    spectrum bends most, only a cliff counts; a spectrum of under 64 bins (a few
+    milliseconds) is read by the roll-off rule alone.
     The cutoff is then where the level falls 3 dB under the passband's trend (a line in dB
     against log frequency over the half octave under the knee, never rising), so music that
     darkens towards the band limit does not pull the cutoff down.  Without a knee, a
@@ -363,7 +370,9 @@ def estimate_cutoff_hz(
         return np.interp(np.log2(np.clip(freq, resolution, nyquist)), octave, smooth)
 
     top = 0.97 * nyquist
-    f = freqs[(freqs >= min(4000.0, 0.5 * nyquist) / width) & (freqs <= top)]
+    # Knees are looked for from 1 kHz; under min(4 kHz, half Nyquist), where music's own
+    # spectrum bends most, only a cliff counts (a fall of 2 * knee_db over the half octave).
+    f = freqs[(freqs >= min(_CUTOFF_LOWEST_HZ, 0.5 * nyquist) / width) & (freqs <= top)]
     under, over = at(f / width), at(f * width)
     fall = under - over
     bend = fall - (at(f / width**3) - under)
@@ -378,9 +387,14 @@ def estimate_cutoff_hz(
     within = landing < np.searchsorted(freqs, top)
     flat[within] = highest[landing[within]] - lowest[landing[within]] <= _FLAT_FLOOR_DB
     knee = stays & ((bend >= knee_db) | (flat & (bend >= knee_db / 2)))
-    if knee.any():
+    knee &= (f >= min(4000.0, 0.5 * nyquist) / width) | (fall >= 2 * knee_db)
+    # A spectrum of a few dozen bins (a clip of a few ms) cannot show a bend in octaves.
+    if knee.any() and freqs.size >= _CUTOFF_MIN_BINS:
         edges = np.diff(np.concatenate([[0], knee.astype(np.int8), [0]]))
         runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+    else:
+        runs = []
+    if runs:
         cliffs = [r for r in runs
                   if np.any(fall[r[0]:r[1]][bend[r[0]:r[1]] >= knee_db] >= 2 * knee_db)]
         floors = [r for r in runs if flat[r[0]:r[1]].any()]
