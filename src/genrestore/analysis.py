@@ -25,13 +25,11 @@ from genrestore.io import MIN_DURATION_S, read_blocks
 from genrestore.spectral import (
     OVERLAP,
     Spectrogram,
-    bin_power_sum,
     default_n_fft,
     stft,
     track_minima,
     tracker_steps,
     white_noise_floor,
-    window_energy,
 )
 
 _BLOCK_S = 0.4
@@ -274,24 +272,6 @@ def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray,
     :func:`scipy.signal.welch` within 1e-4 dB, tests/test_measurements.py)."""
     freqs, psd = welch_psd(audio, sample_rate, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
     return freqs, _db(psd)
-
-
-def spectrogram_spectrum(spec: Spectrogram) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies (Hz) and long-term power spectrum in dB per Hz, channels averaged, read
-    from an STFT already made (the mean power of its frames): what :func:`long_term_spectrum`
-    measures, with the STFT's resolution and overlap instead of Welch's and no mean removed
-    per segment.  Octave sums of the two agree within 0.2 dB on the test song from 250 Hz up
-    and within 0.7 dB in the 125-250 Hz octave, where the STFT's wider bins (16-22 Hz against
-    Welch's 4-5 Hz) leak bass notes across the band edge.  The guard reads its octave levels
-    this way from the STFT it tracks the output's floor on, against a 6 dB threshold."""
-    data = spec.data
-    power = bin_power_sum(data)
-    frames = max(data.shape[0] * data.shape[1], 1)
-    # |X|^2 / sum(w^2) is the variance per bin (white noise of variance s2 reads s2), so the
-    # one-sided density per Hz is twice that over the sample rate (not at DC and Nyquist).
-    density = power / (frames * window_energy(spec.n_fft) * spec.sample_rate)
-    density[1:-1] *= 2.0
-    return spec.freqs_hz, _db(density)
 
 
 def _is_silent(freqs: np.ndarray, level: np.ndarray) -> bool:

@@ -48,8 +48,8 @@ from genrestore.analysis import (
     Analysis,
     clipped_runs,
     integrated_lufs,
+    long_term_spectrum,
     noise_floor_dbfs,
-    spectrogram_spectrum,
 )
 from genrestore.errors import ParameterError
 from genrestore.filters import median
@@ -177,17 +177,13 @@ def check(
     if "stereo" in acted:
         after = after.mean(axis=0, keepdims=True)  # the mid: the input itself (see above)
     findings: list[Finding] = []
-    # One STFT of the output, with the input's bin width in Hz (the quietest bins between
-    # partials depend on it), gives both the octave levels and the noise floor.
-    spec = None
-    if base.floor_to_loudness_db is not None or base.octave_levels_db is not None:
-        n_fft = n_fft_near(default_n_fft(analysis.sample_rate) * after_rate
-                           / analysis.sample_rate)
-        spec = stft(after, after_rate, n_fft=n_fft)
-    if (spec is not None and base.octave_levels_db is not None
-            and base.octave_music_db is not None and analysis.duration_s >= MIN_BAND_CHECK_S):
+    if (base.octave_levels_db is not None and base.octave_music_db is not None
+            and analysis.duration_s >= MIN_BAND_CHECK_S):
         top = min(analysis.cutoff_hz, 8000.0)
-        out = _octave_levels(*spectrogram_spectrum(spec), top)
+        # Welch's fine bins, as the input's were read: an STFT's wider main lobe would leak a
+        # strong bass note just under 125 Hz over a loss in the octave above it (on both
+        # sides alike, so the loss would go unseen).
+        out = _octave_levels(*long_term_spectrum(after, after_rate), top)
         # A reference match changes octaves on purpose (``match`` is asked for, not blamed).
         intended = _intended_octave_change(reports, base.octave_levels_db.size)
         gain = float(median(out - intended - base.octave_levels_db))  # the level change
@@ -200,10 +196,13 @@ def check(
     if output_lufs is None or "stereo" in acted:  # the mid's loudness is not the output's
         output_lufs = integrated_lufs(after, after_rate)
     lufs_out = output_lufs
-    if spec is not None and base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
-        # Over the input's own band (bandwidth extension fills empty bins on purpose).
+    if base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
+        # Over the input's own band (bandwidth extension fills empty bins on purpose), with
+        # the input's bin width in Hz: the quietest bins between partials depend on it.
+        n_fft = n_fft_near(default_n_fft(analysis.sample_rate) * after_rate
+                           / analysis.sample_rate)
         floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz,
-                                     spec=spec) - lufs_out
+                                     spec=stft(after, after_rate, n_fft=n_fft)) - lufs_out
         rise = floor_out - base.floor_to_loudness_db - _intended_floor_rise(reports)
         # A floor still 60 dB under the loudness is inaudible, however much it rose.
         if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
