@@ -108,6 +108,8 @@ def test_sosfiltfilt_refuses_what_is_shorter_than_its_padding() -> None:
 def test_an_unstable_section_is_refused() -> None:
     with pytest.raises(ParameterError, match="unstable"):
         filters.sosfilt(np.array([[1.0, 0.0, 0.0, 1.0, -2.0, 1.0]]), np.ones(10))
+    with pytest.raises(ParameterError, match="unstable"):  # a pole at z = 1, zero-phase
+        filters.sosfiltfilt(np.array([[1.0, 0.0, 0.0, 1.0, -1.0, 0.0]]), np.ones(100))
 
 
 def test_a_long_ringing_filter_is_followed_across_blocks() -> None:
@@ -177,3 +179,6 @@ def test_percentile_and_median_are_numpys(shape: tuple[int, ...], axis: int | No
                                atol=0.0)
     with pytest.raises(ParameterError):
         filters.median(np.zeros(0))
+    for q in ([[10.0, 20.0], [30.0, 40.0]], -1.0, 150.0):  # numpy raises, or reshapes
+        with pytest.raises(ParameterError):
+            filters.percentile(x, q, axis=axis)

@@ -1174,8 +1174,10 @@ class _Frames:
 #: their level: steps of :data:`_HIST_STEP_DB` from :data:`_HIST_LOW_DB` (everything under it,
 #: but exact zeros, counts there) to :data:`_HIST_HIGH_DB` (|X|^2 of full-scale audio is
 #: about 60 dB at 2048 points), so the median is within 0.05 dB of the exact one in bounded
-#: memory.  Which way is chosen depends on the clip's length only, so a clip measured a block
-#: at a time reads what it reads measured at once.
+#: memory.  Which way is chosen depends on the clip's length and the band tracked (the
+#: guard's floor under the cutoff tracks fewer bins, so it stays exact on longer clips than
+#: the whole band does), never on the blocks, so a clip measured a block at a time reads what
+#: it reads measured at once.
 _EXACT_FLOOR_BYTES = 32 << 20
 _HIST_LOW_DB, _HIST_HIGH_DB, _HIST_STEP_DB = -200.0, 120.0, 0.1
 _HIST_LEVELS = round((_HIST_HIGH_DB - _HIST_LOW_DB) / _HIST_STEP_DB) + 2  # zero, then the steps

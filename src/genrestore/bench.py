@@ -109,8 +109,9 @@ def speed_benchmark(
     low-pass, hiss at -60 dBFS, +2 dBFS peaks), mono, or with ``channels=2`` the same chain
     keeping the synthetic song's stereo (issue 11's second clip: stereo with light hiss).
 
-    One process; BLAS and FFT threads are not pinned (set ``OMP_NUM_THREADS=1`` for a
-    one-core figure; most steps are single-threaded anyway).  Reports the median over
+    One process; BLAS runs on one thread (the restore entry points pin it, for identical
+    bytes everywhere: :func:`genrestore.parallel.one_blas_thread`), numpy's FFT is
+    single-threaded.  Reports the median over
     ``repeats`` runs, per step, and
     the time of genrestore's BS.1770 meter against pyloudnorm's on the same clip.  With
     ``whole_process``, also the whole-process times of :func:`process_times`.

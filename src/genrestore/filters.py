@@ -258,6 +258,7 @@ def _from_steady_state(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Filter along the last axis as if each row's first value had been its input forever
     (``sosfilt`` with ``zi = sosfilt_zi(sos) * x[..., 0]``): the blocked filter started from
     the steady state of that constant."""
+    _plan(sos.tobytes(), sos.shape[0])  # refuses an unstable filter before solving for it
     state = x[..., :1] * _unit_steady_state(sos.tobytes(), sos.shape[0])
     return _blocked(sos, x, state)[0]
 
@@ -392,11 +393,15 @@ def fir_filter_centred(x: np.ndarray, taps: np.ndarray, axis: int = -1) -> np.nd
     return np.moveaxis(full[..., delay : delay + n].astype(kind), -1, axis)
 
 
-def percentile(x: np.ndarray, q: float | Sequence[float], axis: int | None = None) -> np.ndarray:
+def percentile(x: np.ndarray, q: float | Sequence[float], axis: int | None = None
+               ) -> np.ndarray:
     """``numpy.percentile(x, q, axis=axis)`` (its default, linear interpolation between the
-    two nearest ranks) for NaN-free ``x``, by partitioning, as float64.  numpy's own checks
-    for NaN through ``numpy.ma``, whose import costs 12 ms or more of a one-clip CLI run;
-    nothing genrestore measures holds NaN (audio is validated on the way in)."""
+    two nearest ranks) for NaN-free ``x`` and a scalar or 1-D ``q`` in [0, 100], by
+    partitioning, as float64.  numpy's own checks for NaN through ``numpy.ma``, whose import
+    costs 12 ms or more of a one-clip CLI run; nothing genrestore measures holds NaN (audio
+    is validated on the way in)."""
+    if np.ndim(q) > 1 or np.any(np.asarray(q) < 0.0) or np.any(np.asarray(q) > 100.0):
+        raise ParameterError("percentile: q must be a number or a list of numbers in 0..100")
     data = np.asarray(x, dtype=np.float64)
     if axis is None:
         data, axis = data.ravel(), 0
@@ -414,7 +419,8 @@ def percentile(x: np.ndarray, q: float | Sequence[float], axis: int | None = Non
     # numpy's lerp: from below for t < 0.5, from above otherwise (exact at both ends).
     values = np.where(fraction < 0.5, below + (above - below) * fraction,
                       above - (above - below) * (1.0 - fraction))
-    return np.moveaxis(values, -1, 0) if values.ndim > 1 and np.ndim(q) else values
+    values = np.moveaxis(values, -1, 0) if values.ndim > 1 and np.ndim(q) else values
+    return values[()]  # a numpy scalar where numpy gives one
 
 
 def median(x: np.ndarray, axis: int | None = None) -> np.ndarray:
@@ -428,6 +434,6 @@ def median(x: np.ndarray, axis: int | None = None) -> np.ndarray:
         raise ParameterError("median of an empty array")
     k = n // 2
     if n % 2:
-        return np.partition(data, k, axis=-1)[..., k]
+        return np.partition(data, k, axis=-1)[..., k][()]
     ordered = np.partition(data, [k - 1, k], axis=-1)
-    return (ordered[..., k - 1] + ordered[..., k]) / 2.0
+    return ((ordered[..., k - 1] + ordered[..., k]) / 2.0)[()]

@@ -39,7 +39,8 @@ METHODS = ("dsp", "model")
 @dataclass(frozen=True)
 class BandPlan:
     """Which bins get new content, from which source bins, at what gain: ``gains`` is
-    ``(targets,)`` (one long-term envelope) or ``(channels, frames, targets)`` (per frame)."""
+    ``(targets,)`` (one long-term envelope) or ``(channels, frames, targets)`` (per frame).
+    Target bins are distinct (each gets one patch)."""
 
     target_bins: np.ndarray
     source_bins: np.ndarray
@@ -180,6 +181,8 @@ def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) ->
     A patch moved by ``d`` bins turns by a quarter turn times ``d`` per hop (the STFT's hop is
     a quarter of its window), so frames with the same file index modulo 4 share one
     rotation: each such set of frames and each contiguous patch is one sliced operation."""
+    if plan.target_bins.size == 0:
+        return spec.replace(spec.data.copy())
     shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
     per_frame = plan.gains.ndim == 3
     out = spec.data.copy()
