@@ -284,12 +284,19 @@ def spectrogram_spectrum(spec: Spectrogram) -> tuple[np.ndarray, np.ndarray]:
     power = np.zeros(data.shape[-1])
     for channel in data:
         power += (channel.real**2 + channel.imag**2).sum(axis=0, dtype=np.float64)
-    frames = max(data.shape[0] * data.shape[1], 1)
+    return spec.freqs_hz, _frames_density_db(power, data.shape[0] * data.shape[1], spec.n_fft,
+                                             spec.sample_rate)
+
+
+def _frames_density_db(power: np.ndarray, frames: int, n_fft: int, sample_rate: int
+                       ) -> np.ndarray:
+    """:func:`spectrogram_spectrum`'s level (dB per Hz) from the STFT power summed per bin
+    over ``frames`` frames (channels counted as frames)."""
     # |X|^2 / sum(w^2) is the variance per bin (white noise of variance s2 reads s2), so the
     # one-sided density per Hz is twice that over the sample rate (not at DC and Nyquist).
-    density = power / (frames * window_energy(spec.n_fft) * spec.sample_rate)
+    density = power / (max(frames, 1) * window_energy(n_fft) * sample_rate)
     density[1:-1] *= 2.0
-    return spec.freqs_hz, _db(density)
+    return _db(density)
 
 
 def _is_silent(freqs: np.ndarray, level: np.ndarray) -> bool:
@@ -950,7 +957,7 @@ class _Sums:
         return float(_db(self.side / max(self.mid, 1e-30)))
 
 
-class _ClipRuns:
+class ClipRuns:
     """:func:`clipped_runs` a block at a time, from the channels' extremes of the first pass;
     a run that crosses a block boundary is carried to the next block."""
 
@@ -1009,6 +1016,13 @@ class _ClipRuns:
                                 sign * float(channel[e]) < extreme - step)
         self.last = block[:, -1].copy()
         self.offset += n
+
+    def skip(self, n: int) -> None:
+        """Pass over ``n`` samples known to hold no sample of a flat top (nor to end one: the
+        last block given ended with a sample off every top)."""
+        assert not self.open, "a flat top runs into the samples skipped"
+        self.offset += n
+        self.last = None
 
     def finish(self) -> tuple[int, int]:
         for start, before in self.open.values():
@@ -1112,6 +1126,52 @@ class _Frames:
         self.held = self.held[:, count * self.hop:]
         self.done += count
         return spec
+
+
+class StftMeasures:
+    """:func:`spectrogram_spectrum` and :func:`noise_floors_dbfs` of a ``(channels, length)``
+    clip given a block at a time, from one STFT of ``n_fft`` points (the frames of
+    :func:`~genrestore.spectral.stft`): the per-bin power summed over the frames, and the
+    floor's minimum-statistics tracking with its halo (:class:`_FloorTracker`).  Its memory
+    does not grow with the clip; its figures equal those of the whole clip's STFT to
+    rounding (tests/test_streaming.py).  The guard measures its output this way."""
+
+    def __init__(self, channels: int, length: int, sample_rate: int, n_fft: int) -> None:
+        self.rate, self.n_fft, self.channels = sample_rate, n_fft, channels
+        self.frames = _Frames(channels, length, n_fft)
+        self.freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+        self.power = np.zeros(self.freqs.size)
+        self.first, self.last = _trimmed_range(self.frames.total)
+        tracked = _tracked_bins(self.freqs, sample_rate)
+        self.tracker = (_FloorTracker(channels, self.last - self.first, self.freqs.size,
+                                      self.frames.hop / sample_rate, tracked)
+                        if tracked.stop > tracked.start else None)
+
+    def add(self, block: np.ndarray) -> None:
+        start = self.frames.done
+        self._spectral(self.frames.add(block), start)
+
+    def _spectral(self, spec: np.ndarray, start: int, *, end: bool = False) -> None:
+        for channel in spec:
+            self.power += (channel.real**2 + channel.imag**2).sum(axis=0, dtype=np.float64)
+        if self.tracker is None:
+            return
+        lo, hi = max(self.first, start), min(self.last, start + spec.shape[-2])
+        if hi > lo:
+            part = spec[:, lo - start:hi - start]
+            self.tracker.add(part.real**2 + part.imag**2, last=end)
+        elif end:
+            self.tracker.add(np.zeros((self.channels, 0, self.freqs.size), np.float32), last=True)
+
+    def finish(self, tops_hz: Sequence[float | None], percentile: float = 10.0
+               ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+        """``(freqs, level in dB per Hz, the floor under each top)``."""
+        start = self.frames.done
+        self._spectral(self.frames.finish(), start, end=True)
+        level = _frames_density_db(self.power, self.channels * self.frames.total, self.n_fft,
+                                   self.rate)
+        return self.freqs, level, _readings(self.tracker, self.freqs, self.rate, self.n_fft,
+                                            tops_hz, percentile)
 
 
 #: The per-bin median of the tracked floor over a long clip (more tracked values than
@@ -1322,7 +1382,7 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     top_band = _top_band(bin_freqs, n_fft, sample_rate, cutoff)
     flat = top_band.stop - top_band.start >= 4  # top_band_flatness reads 0 otherwise
     flatness = _Flatness(top_band)
-    runs = _ClipRuns(sums.high, sums.low, length)
+    runs = ClipRuns(sums.high, sums.low, length)
     peak = _TruePeakMax(sums.peaks)
 
     def spectral(spec: np.ndarray, start: int, *, end: bool = False) -> None:
