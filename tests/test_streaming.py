@@ -343,3 +343,36 @@ def test_the_guard_of_a_long_file_counts_flat_tops_across_its_chunks(
     assert expected == result.analysis.clipped_runs == 3 * 2 + 3 * 2  # nothing new
     assert [m.clipped_runs for m, _ in seen] == [expected]
     assert result.reports[-1].summary == "guard: nothing got worse"
+
+
+def test_the_memory_benchmark_measures_each_restore_in_a_child_of_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench --memory`` on two short files (the long ones take minutes): each row is one
+    child's peak resident memory (a Python process with numpy loaded holds tens of MB, and
+    these files are under 1 MB) and time, the table gives each time against the shortest,
+    and the files stay in ``--out`` to be used again, written once."""
+    from genrestore import bench
+    from genrestore.cli import main
+
+    assert main(["bench", "--memory", "--minutes", "0.05,0.1", "--channels", "2", "-q",
+                 "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert (tmp_path / "memory.md").read_text("utf-8") == table
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| 0.")]
+    assert [float(r[0]) for r in rows] == [0.05, 0.1]
+    rss, wall, ratio = ([float(r[k].strip().rstrip("x")) for r in rows] for k in (1, 2, 3))
+    assert all(20.0 < m < 4000.0 for m in rss)
+    assert all(w > 0 for w in wall)
+    assert ratio[0] == 1.0
+    # The times are printed to 0.1 s and the ratio to 0.1: it lies within that rounding.
+    assert (wall[1] - 0.05) / (wall[0] + 0.05) - 0.05 <= ratio[1] <= (
+        (wall[1] + 0.05) / (wall[0] - 0.05) + 0.05)
+    files = sorted(tmp_path.glob("long_*.wav"))
+    assert [sf.info(str(f)).frames for f in files] == [96000, 192000]  # 3 s, 6 s at 32 kHz
+    assert {sf.info(str(f)).channels for f in files} == {2}
+    before = files[0].stat().st_mtime_ns
+    again = bench.write_long_clip(files[0], 3.0, channels=2)
+    assert again.stat().st_mtime_ns == before  # kept, not written again
+    x, _ = sf.read(files[0], dtype="float32", always_2d=True)
+    assert min(_level_db(x[:, 0]), _level_db(x[:, 1])) > -40.0  # music on both channels
+    assert not np.array_equal(x[:, 0], x[:, 1])
