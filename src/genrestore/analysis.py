@@ -849,6 +849,9 @@ class LoudnessSum:
         self.total = np.zeros(channels)
         self.positions: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
         self.values: list[np.ndarray] = [np.zeros((channels, 1))]
+        #: The cumulative energy, summed over the channels, at every ``every`` samples (8
+        #: bytes each: an hour of 1 ms blocks is 29 MB).
+        self.every_values: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
         self._sum(self.filter.process(block))
@@ -865,7 +868,8 @@ class LoudnessSum:
         cumulative += self.total[:, None]
         wanted = [np.arange(-(-(a + 1) // self.step) * self.step, a + m + 1, self.step)]
         if self.every:
-            wanted.append(np.arange(-(-(a + 1) // self.every) * self.every, a + m + 1, self.every))
+            edges = np.arange(-(-(a + 1) // self.every) * self.every, a + m + 1, self.every)
+            self.every_values.append(cumulative[:, edges - a - 1].sum(axis=0))
         for size in self.blocks:
             first = max(a + 1, size)
             k0 = -(-(first - size) // self.step)
@@ -876,15 +880,19 @@ class LoudnessSum:
         self.total = cumulative[:, -1].copy()
         self.done = a + m
 
-    def block_sums(self) -> np.ndarray:
+    def block_sums(self, dtype: type = np.float64) -> np.ndarray:
         """The K-weighted energy of each whole block of ``every`` samples, summed over the
-        channels (what the loudness stage's limiter model reads of its input)."""
+        channels (what the loudness stage's limiter model reads of its input), as ``dtype``:
+        differences of the running sum, written a piece at a time into the result."""
         assert self.every
-        positions = np.concatenate(self.positions)
-        values = np.concatenate(self.values, axis=1)
-        edges = np.arange(0, self.done // self.every * self.every + 1, self.every)
-        at = values[:, np.searchsorted(positions, edges)]
-        return np.diff(at, axis=-1).sum(axis=0)
+        out = np.empty(sum(v.size for v in self.every_values), dtype=dtype)
+        before, done = 0.0, 0
+        for values in self.every_values:
+            if values.size:
+                out[done] = values[0] - before
+                out[done + 1:done + values.size] = np.diff(values)
+                before, done = float(values[-1]), done + values.size
+        return out
 
     def energies(self, block: int) -> np.ndarray:
         """:func:`_block_loudness`'s block energies for blocks of ``block`` samples."""

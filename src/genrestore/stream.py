@@ -265,10 +265,12 @@ def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: An
         found = block_true_peaks(chunk, m)
         first_block = 1 if inner else 0
         whole = size // m + (1 if inner + size >= chunk.shape[-1] else 0)
-        peaks.append(found[first_block:first_block + whole])
+        # float32: the limiter model's held peaks (see LimiterModel.from_blocks).
+        peaks.append(found[first_block:first_block + whole].astype(np.float32))
     meter.finish()
     gating = meter.energies(meter.blocks[0])
-    block_peaks = np.concatenate(peaks) if peaks else np.zeros(1)
+    block_peaks = np.concatenate(peaks) if peaks else np.zeros(1, np.float32)
+    del peaks
     done.start_lufs = start_lufs = gated_lufs(gating)
     ceiling = loud.ceiling_dbtp if loud is not None else 0.0
     release = loud.release_ms if loud is not None else 80.0
@@ -297,7 +299,7 @@ def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: An
             done.gain_db, done.limited = wanted, False
         else:
             cap = free + (loud.max_limiting_db or _MAX_DRIVE_DB)
-            model = LimiterModel.from_blocks(meter.block_sums(), block_peaks, out_rate,
+            model = LimiterModel.from_blocks(meter.block_sums(np.float32), block_peaks, out_rate,
                                              ceiling_dbtp=loud.ceiling_dbtp,
                                              release_ms=loud.release_ms)
             del meter, block_peaks
