@@ -199,7 +199,7 @@ def test_a_long_file_restored_in_segments_is_the_file_restored_whole(
     """Every stage of ``auto`` (denoise forced on, the limiter working) on segments with
     margins, bwe's envelope from the whole file's power, the loudness stage's passes over the
     spill: the output is the whole-file output to float rounding, far under the issue's
-    -80 dB (the guard, which a segmented file skips, is off for both)."""
+    -80 dB (the guard is off for both; the tests below compare it)."""
     import dataclasses
 
     from genrestore import stream
@@ -253,3 +253,126 @@ def test_a_long_file_needs_a_segments_memory_not_the_files(
     monkeypatch.setattr(stream, "MARGIN_S", 3.0)
     parts = peak("parts.wav")
     assert parts < whole / 3, f"{parts / 1e6:.0f} MB in segments, {whole / 1e6:.0f} MB whole"
+
+
+def _recording_guard(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every comparison the guard makes, as ``(what it measured of the output, findings)``."""
+    from genrestore import guard
+
+    seen: list = []
+    compare = guard.compare
+
+    def recorded(base, measured, reports, **kw):  # type: ignore[no-untyped-def]
+        found = compare(base, measured, reports, **kw)
+        seen.append((measured, found))
+        return found
+
+    monkeypatch.setattr(guard, "compare", recorded)
+    return seen
+
+
+def test_the_guard_of_a_long_file_reads_what_it_reads_whole_and_backs_off_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 500 Hz high-pass (the guarded preset of tests/test_auto.py) takes the two lowest
+    octaves out: whole and in segments, the guard measures the same output (read a block at
+    a time from the spill), finds the same loss, backs off ``eq`` and runs again.  The
+    segments' output is the whole file's to float rounding (about 1e-7 of full scale, the
+    test above), which moves no octave level, floor or loudness by 0.01 dB."""
+    from genrestore import stream
+    from genrestore.pipeline import load_preset, restore_file
+
+    src = _generator_like(tmp_path / "long.wav", 40.0)
+    harsh = tmp_path / "harsh.toml"
+    harsh.write_text('guard = true\n[[stages]]\nstage = "resample"\n'
+                     '[[stages]]\nstage = "eq"\nhighpass_hz = 500.0\n'
+                     '[[stages]]\nstage = "loudness"\n')
+    preset = load_preset(str(harsh))
+    seen = _recording_guard(monkeypatch)
+    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    rounds = len(seen)
+    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
+    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
+    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
+    parts = restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
+    assert rounds == 2
+    assert len(seen) == 2 * rounds
+    for (a, found_a), (b, found_b) in zip(seen[:rounds], seen[rounds:], strict=True):
+        np.testing.assert_allclose(b.octave_levels_db, a.octave_levels_db, atol=0.01)
+        assert b.floor_dbfs == pytest.approx(a.floor_dbfs, abs=0.01)
+        assert b.lufs == pytest.approx(a.lufs, abs=0.01)
+        assert b.clipped_runs == a.clipped_runs
+        assert found_b == found_a
+    assert "lost" in seen[0][1][0].problem
+    assert seen[0][1][0].stage == "eq"
+    guard_whole, guard_parts = whole.reports[-1], parts.reports[-1]
+    assert guard_parts.details["backed_off"] == guard_whole.details["backed_off"] == ["eq"]
+    assert guard_parts.summary == guard_whole.summary
+    assert [r.stage for r in parts.reports] == [r.stage for r in whole.reports]  # no eq
+    a, _ = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
+    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
+    assert _level_db(a - b) - _level_db(a) < -80.0  # the output kept is the backed-off one
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no spill left
+
+
+def test_the_guard_of_a_long_file_counts_flat_tops_across_its_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain gain keeps the input's flat tops: the guard of the segmented path counts them
+    on the chunks that reach the extremes only, runs across chunk edges included, and reads
+    the count that counting the written output reads."""
+    from genrestore import stream
+    from genrestore.pipeline import load_preset, restore_file
+
+    rate = 44100
+    x = _clip(rate, 24.0, 2, seed=1)
+    peak = np.abs(x).max()
+    for centre in (2 * rate - 2, 6 * rate + 1, 20 * rate):  # across 2 s chunk edges
+        x[:, centre - 3:centre + 4] = peak
+    src = tmp_path / "tops.wav"
+    sf.write(src, x.T, rate, subtype="FLOAT")
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text('guard = true\n[[stages]]\nstage = "resample"\n'
+                     '[[stages]]\nstage = "loudness"\ntarget_lufs = -35.0\n')
+    seen = _recording_guard(monkeypatch)
+    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
+    monkeypatch.setattr(stream, "_CHUNK_S", 2.0)
+    result = restore_file(src, tmp_path / "out.wav", preset=load_preset(str(quiet)),
+                          bits="32f", output_rate_hz=rate)
+    assert "segments" in result.reports[0].details  # restored by the segmented path
+    out, _ = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)
+    expected = an.clipped_runs(out.T)[0]
+    assert expected == result.analysis.clipped_runs == 3 * 2 + 3 * 2  # nothing new
+    assert [m.clipped_runs for m, _ in seen] == [expected]
+    assert result.reports[-1].summary == "guard: nothing got worse"
+
+
+def test_the_memory_benchmark_measures_each_restore_in_a_child_of_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench --memory`` on two short files (the long ones take minutes): each row is one
+    child's peak resident memory (a Python process with numpy loaded holds tens of MB, and
+    these files are under 1 MB) and time, the table gives each time against the shortest,
+    and the files stay in ``--out`` to be used again, written once."""
+    from genrestore import bench
+    from genrestore.cli import main
+
+    assert main(["bench", "--memory", "--minutes", "0.05,0.1", "--channels", "2", "-q",
+                 "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert (tmp_path / "memory.md").read_text("utf-8") == table
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| 0.")]
+    assert [float(r[0]) for r in rows] == [0.05, 0.1]
+    rss, wall, ratio = ([float(r[k].strip().rstrip("x")) for r in rows] for k in (1, 2, 3))
+    assert all(20.0 < m < 4000.0 for m in rss)
+    assert all(w > 0 for w in wall)
+    assert ratio[0] == 1.0
+    # The times are printed to 0.1 s and the ratio to 0.1: it lies within that rounding.
+    assert (wall[1] - 0.05) / (wall[0] + 0.05) - 0.05 <= ratio[1] <= (
+        (wall[1] + 0.05) / (wall[0] - 0.05) + 0.05)
+    files = sorted(tmp_path.glob("long_*.wav"))
+    assert [sf.info(str(f)).frames for f in files] == [96000, 192000]  # 3 s, 6 s at 32 kHz
+    assert {sf.info(str(f)).channels for f in files} == {2}
+    before = files[0].stat().st_mtime_ns
+    again = bench.write_long_clip(files[0], 3.0, channels=2)
+    assert again.stat().st_mtime_ns == before  # kept, not written again
+    x, _ = sf.read(files[0], dtype="float32", always_2d=True)
+    assert min(_level_db(x[:, 0]), _level_db(x[:, 1])) > -40.0  # music on both channels
+    assert not np.array_equal(x[:, 0], x[:, 1])

@@ -879,6 +879,11 @@ class _WelchSum:
         return np.fft.rfftfreq(self.n, 1.0 / sample_rate), psd
 
 
+#: :func:`welch_psd` accumulated a block at a time (the guard reads a long output's octave
+#: levels with it, as the analysis reads the input's).
+WelchSum = _WelchSum
+
+
 class LoudnessSum:
     """The K-weighted cumulative energy at every gating block's edges (400 ms and 3 s blocks
     every 100 ms), a block at a time: :func:`loudness_and_range` without the whole clip."""
@@ -893,6 +898,9 @@ class LoudnessSum:
         self.total = np.zeros(channels)
         self.positions: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
         self.values: list[np.ndarray] = [np.zeros((channels, 1))]
+        #: The cumulative energy, summed over the channels, at every ``every`` samples (8
+        #: bytes each: an hour of 1 ms blocks is 29 MB).
+        self.every_values: list[np.ndarray] = []
 
     def add(self, block: np.ndarray) -> None:
         self._sum(self.filter.process(block))
@@ -909,7 +917,8 @@ class LoudnessSum:
         cumulative += self.total[:, None]
         wanted = [np.arange(-(-(a + 1) // self.step) * self.step, a + m + 1, self.step)]
         if self.every:
-            wanted.append(np.arange(-(-(a + 1) // self.every) * self.every, a + m + 1, self.every))
+            edges = np.arange(-(-(a + 1) // self.every) * self.every, a + m + 1, self.every)
+            self.every_values.append(cumulative[:, edges - a - 1].sum(axis=0))
         for size in self.blocks:
             first = max(a + 1, size)
             k0 = -(-(first - size) // self.step)
@@ -924,15 +933,19 @@ class LoudnessSum:
         self.total = cumulative[:, -1].copy()
         self.done = a + m
 
-    def block_sums(self) -> np.ndarray:
+    def block_sums(self, dtype: type = np.float64) -> np.ndarray:
         """The K-weighted energy of each whole block of ``every`` samples, summed over the
-        channels (what the loudness stage's limiter model reads of its input)."""
+        channels (what the loudness stage's limiter model reads of its input), as ``dtype``:
+        differences of the running sum, written a piece at a time into the result."""
         assert self.every
-        positions = np.concatenate(self.positions)
-        values = np.concatenate(self.values, axis=1)
-        edges = np.arange(0, self.done // self.every * self.every + 1, self.every)
-        at = values[:, np.searchsorted(positions, edges)]
-        return np.diff(at, axis=-1).sum(axis=0)
+        out = np.empty(sum(v.size for v in self.every_values), dtype=dtype)
+        before, done = 0.0, 0
+        for values in self.every_values:
+            if values.size:
+                out[done] = values[0] - before
+                out[done + 1:done + values.size] = np.diff(values)
+                before, done = float(values[-1]), done + values.size
+        return out
 
     def energies(self, block: int) -> np.ndarray:
         """:func:`_block_loudness`'s block energies for blocks of ``block`` samples."""
@@ -1005,7 +1018,7 @@ class _Sums:
         return float(_db(self.side / max(self.mid, 1e-30)))
 
 
-class _ClipRuns:
+class ClipRuns:
     """:func:`clipped_runs` a block at a time, from the channels' extremes of the first pass;
     a run that crosses a block boundary is carried to the next block."""
 
@@ -1064,6 +1077,13 @@ class _ClipRuns:
                                 sign * float(channel[e]) < extreme - step)
         self.last = block[:, -1].copy()
         self.offset += n
+
+    def skip(self, n: int) -> None:
+        """Pass over ``n`` samples known to hold no sample of a flat top (nor to end one: the
+        last block given ended with a sample off every top)."""
+        assert not self.open, "a flat top runs into the samples skipped"
+        self.offset += n
+        self.last = None
 
     def finish(self) -> tuple[int, int]:
         for start, before in self.open.values():
@@ -1167,6 +1187,48 @@ class _Frames:
         self.held = self.held[:, count * self.hop:]
         self.done += count
         return spec
+
+
+class StftMeasures:
+    """:func:`noise_floors_dbfs` of a ``(channels, length)`` clip given a block at a time,
+    from one STFT of ``n_fft`` points (the frames of :func:`~genrestore.spectral.stft`) and
+    the floor's minimum-statistics tracking with its halo (:class:`_FloorTracker`), over the
+    bins under ``max_hz`` (``None``: the whole band) that every reading stops at.  Its memory
+    does not grow with the clip; its figures equal those of the whole clip's STFT to
+    rounding (tests/test_streaming.py).  The guard measures its output's floor this way."""
+
+    def __init__(self, channels: int, length: int, sample_rate: int, n_fft: int,
+                 max_hz: float | None = None) -> None:
+        self.rate, self.n_fft, self.channels = sample_rate, n_fft, channels
+        self.frames = _Frames(channels, length, n_fft)
+        self.freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+        self.first, self.last = _trimmed_range(self.frames.total)
+        tracked = _tracked_bins(self.freqs, sample_rate, max_hz)
+        self.tracker = (_FloorTracker(channels, self.last - self.first, self.freqs.size,
+                                      self.frames.hop / sample_rate, tracked)
+                        if tracked.stop > tracked.start else None)
+
+    def add(self, block: np.ndarray) -> None:
+        start = self.frames.done
+        self._spectral(self.frames.add(block), start)
+
+    def _spectral(self, spec: np.ndarray, start: int, *, end: bool = False) -> None:
+        if self.tracker is None:
+            return
+        lo, hi = max(self.first, start), min(self.last, start + spec.shape[-2])
+        if hi > lo:
+            part = spec[:, lo - start:hi - start, self.tracker.crop]
+            self.tracker.add(part.real**2 + part.imag**2, last=end)
+        elif end:
+            self.tracker.add(np.zeros((self.channels, 0, self.tracker.width), np.float32),
+                             last=True)
+
+    def finish(self, tops_hz: Sequence[float | None], percentile: float = 10.0
+               ) -> tuple[float, ...]:
+        """The floor under each top (none above the ``max_hz`` given)."""
+        start = self.frames.done
+        self._spectral(self.frames.finish(), start, end=True)
+        return _readings(self.tracker, self.freqs, self.rate, self.n_fft, tops_hz, percentile)
 
 
 #: The per-bin median of the tracked floor over a long clip (more tracked values than
@@ -1389,7 +1451,7 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     top_band = _top_band(bin_freqs, n_fft, sample_rate, cutoff)
     flat = top_band.stop - top_band.start >= 4  # top_band_flatness reads 0 otherwise
     flatness = _Flatness(top_band)
-    runs = _ClipRuns(sums.high, sums.low, length)
+    runs = ClipRuns(sums.high, sums.low, length)
     peak = _TruePeakMax(sums.peaks)
 
     def spectral(spec: np.ndarray, start: int, *, end: bool = False) -> None:

@@ -1,6 +1,7 @@
 """Benchmarks whose output the README quotes: ``genrestore bench --speed``, ``--clean DIR``
 (full-reference quality on degraded clean music), ``--real DIR`` (no-reference figures),
-``--declip DIR`` and ``--match DIR`` (reference matching)."""
+``--declip DIR``, ``--match DIR`` (reference matching) and ``--memory`` (peak memory and time
+of long files)."""
 
 from __future__ import annotations
 
@@ -816,4 +817,130 @@ def format_limiter(rows: Sequence[LimiterRow], *, ceiling_dbtp: float = -1.0) ->
     lines += [f"| {r.case} | {r.drive_db:g} | {r.limiter} | {r.time_ms:.1f} | "
               f"{r.raw_peak_dbtp:.3f} | {r.true_peak_dbtp:.3f} | {r.lufs:.2f} | "
               f"{r.distortion_db:.1f} ({r.measure}) |" for r in rows]
+    return "\n".join(lines)
+
+
+# --- Memory: peak resident memory and time of `genrestore restore` on long files ------------
+
+#: ``genrestore bench --memory``'s default lengths (minutes).
+MEMORY_MINUTES = (1.0, 10.0, 60.0)
+#: Each synthetic long file is rendered and written this many seconds at a time.
+_PIECE_S = 60.0
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One ``genrestore restore`` run on a synthetic file: its child process's peak resident
+    memory (the kernel's ``ru_maxrss`` of that one process) and wall time."""
+
+    minutes: float
+    channels: int
+    rate_hz: int
+    output_rate_hz: int
+    peak_rss_mb: float
+    wall_s: float
+
+
+def write_long_clip(path: Path, seconds: float, *, rate: int = 32000, channels: int = 1,
+                    seed: int = 0) -> Path:
+    """Write a MusicGen-like file of ``seconds`` (the synthetic song degraded by the ``demo``
+    chain, as ``scripts/batch_clips.py`` makes it, a new seed each minute) at ``rate`` with
+    ``channels`` (the second a quieter, time-reversed copy of the first), 16-bit WAV, rendered
+    and written a minute at a time: the benchmark never holds the file.  A file already at
+    ``path`` with that length, rate and channels is kept (the hour takes minutes to render)."""
+    total = round(seconds * rate)
+    if path.is_file():
+        info = sf.info(str(path))
+        if (info.frames, info.samplerate, info.channels) == (total, rate, channels):
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(str(path), "w", rate, channels, subtype="PCM_16") as f:
+        done, piece = 0, 0
+        while done < total:
+            piece_s = min(_PIECE_S, (total - done) / rate + 0.1)
+            clip, got = degrade(render_song(44100, piece_s, seed=seed + piece), 44100, "demo",
+                                seed=seed + piece)
+            if got != rate:
+                clip = resample(clip, got, rate)
+            clip = clip[:1]
+            if channels == 2:
+                clip = np.concatenate([clip, 0.8 * clip[:, ::-1]])
+            part = np.clip(clip[:, :total - done], -1.0, 1.0)
+            f.write(np.ascontiguousarray(part.T))
+            done += part.shape[-1]
+            piece += 1
+    return path
+
+
+def _peak_rss_run(command: Sequence[str]) -> tuple[float, float]:
+    """``(peak resident MB, wall seconds)`` of one child process, from ``os.wait4``'s usage
+    of that child alone (``RUSAGE_CHILDREN`` would hold the largest of every child so far)."""
+    import os
+    import subprocess
+
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            raise ParameterError(f"{' '.join(command)} failed ({child.returncode}): "
+                                 f"{errors.read().decode(errors='replace').strip()[-500:]}")
+    return usage.ru_maxrss / 1024.0, wall  # ru_maxrss is in KiB on Linux
+
+
+def memory_benchmark(*, minutes: Sequence[float] = MEMORY_MINUTES, channels: int = 1,
+                     rate: int = 32000, preset: str = DEFAULT_PRESET, folder: Path | None = None,
+                     progress: Callable[[str], None] | None = None) -> list[MemoryRow]:
+    """Restore a synthetic file of each length in ``minutes`` (:func:`write_long_clip`) with
+    ``genrestore restore`` in a child process of its own, one at a time, and measure that
+    child's peak resident memory and wall time (start-up, reading and 24-bit writing
+    included).  The output rate is ``rate`` where genrestore writes it, else 44.1 kHz.  The
+    files go to ``folder`` and stay there to be used again (a temporary folder otherwise)."""
+    import sys
+
+    from genrestore.io import OUTPUT_RATES_HZ
+
+    if channels not in (1, 2):
+        raise ParameterError("bench --memory: channels must be 1 or 2")
+    if not minutes or min(minutes) <= 0:
+        raise ParameterError("bench --memory: lengths must be positive minutes")
+    output_rate = rate if rate in OUTPUT_RATES_HZ else 44100
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        where = folder or Path(tmp)
+        for length in minutes:
+            source = write_long_clip(where / f"long_{length:g}min_{rate}_{channels}ch.wav",
+                                     length * 60.0, rate=rate, channels=channels)
+            out = Path(tmp) / "restored.wav"
+            peak, wall = _peak_rss_run([
+                sys.executable, "-m", "genrestore", "restore", str(source), "-o", str(out),
+                "--preset", preset, "--rate", str(output_rate), "--overwrite", "-q"])
+            out.unlink(missing_ok=True)
+            rows.append(MemoryRow(length, channels, rate, output_rate, peak, wall))
+            if progress is not None:
+                progress(f"{length:g} min")
+    return rows
+
+
+def format_memory(rows: Sequence[MemoryRow], preset: str = DEFAULT_PRESET) -> str:
+    """A Markdown table of :func:`memory_benchmark`'s rows, each run's time also as a multiple
+    of the shortest file's (the issue's linearity figure: 60 minutes in at most 65x the time
+    of 1 minute)."""
+    if not rows:
+        return ""
+    first = min(rows, key=lambda r: r.minutes)
+    lines = [
+        f"`genrestore restore --preset {preset}` in a child process per file: synthetic "
+        f"MusicGen-like files, {'mono' if first.channels == 1 else 'stereo'} "
+        f"{first.rate_hz} Hz 16-bit -> {first.output_rate_hz} Hz 24-bit",
+        "",
+        f"| minutes | peak RSS (MB) | wall (s) | time / {first.minutes:g}-minute time | "
+        "length ratio |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r.minutes:g} | {r.peak_rss_mb:.0f} | {r.wall_s:.1f} | "
+              f"{r.wall_s / first.wall_s:.1f}x | {r.minutes / first.minutes:g}x |" for r in rows]
     return "\n".join(lines)

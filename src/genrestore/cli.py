@@ -1236,6 +1236,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.limiter:
         print(bench.format_limiter(bench.limiter_benchmark(repeats=args.repeats)))
         return EXIT_OK
+    if args.memory:
+        minutes = [float(m) for m in _names(args.minutes)] if args.minutes else None
+        show = not args.quiet and sys.stderr.isatty()
+        count = len(minutes) if minutes else len(bench.MEMORY_MINUTES)
+        with _progress(count, show, "file") as bar:
+            rows = bench.memory_benchmark(
+                minutes=minutes or bench.MEMORY_MINUTES, channels=args.channels,
+                rate=args.rate or 32000, preset=args.preset or DEFAULT_PRESET,
+                folder=Path(args.out) if args.out else None, progress=lambda _: bar.update(1))
+        table = bench.format_memory(rows, args.preset or DEFAULT_PRESET)
+        if args.out:
+            (Path(args.out) / "memory.md").write_text(table + "\n", "utf-8")
+        print(table)
+        return EXIT_OK
     if args.speed:
         # The mono clip with the whole-process line against ffmpeg, then the stereo clip.
         for channels in (1, 2):
@@ -1483,6 +1497,15 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--match", metavar="DIR",
                       help="each file's excerpt, degraded and restored with the next file as "
                            "--reference: 1/3-octave RMS difference before and after, self-match")
+    mode.add_argument("--memory", action="store_true",
+                      help="peak memory and time of `genrestore restore` on synthetic long "
+                           "files, one child process each")
+    p.add_argument("--minutes", help="--memory: file lengths, comma-separated (default 1,10,60)")
+    p.add_argument("--channels", type=int, default=1, choices=(1, 2),
+                   help="--memory: channels of the files (default 1)")
+    p.add_argument("--rate", type=int, default=None,
+                   help="--memory: sample rate of the files (default 32000; restored to it "
+                        "when 44100 or 48000, else to 44100)")
     p.add_argument("--degrade", default=None,
                    help=f"degradation chains, comma-separated (--clean: {DEFAULT_DEGRADATIONS}; "
                         "--match: musicgen_like, or none)")
@@ -1490,7 +1513,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "--speed and --match: one, default auto)")
     p.add_argument("--seconds", type=float, help="excerpt length (default 10; --speed: 30)")
     p.add_argument("--clips", type=int, help="use N files spread over the sorted list")
-    p.add_argument("--out", help="folder for the CSV and Markdown results")
+    p.add_argument("--out", help="folder for the CSV and Markdown results (--memory: also the "
+                   "files, kept to be used again)")
     p.add_argument("--visqol", action=argparse.BooleanOptionalAction, default=None,
                    help="ViSQOL MOS-LQO (default: when visqol-python is installed)")
     p.add_argument("--jobs", type=int, default=None,

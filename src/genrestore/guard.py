@@ -46,15 +46,18 @@ import numpy as np
 from genrestore.analysis import (
     FLOOR_REFERENCE_HZ,
     Analysis,
-    clipped_runs,
+    ClipRuns,
+    LoudnessSum,
+    StftMeasures,
+    WelchSum,
+    array_blocks,
+    gated_lufs,
     integrated_lufs,
-    long_term_spectrum,
-    noise_floor_dbfs,
 )
 from genrestore.errors import ParameterError
 from genrestore.filters import median
 from genrestore.io import as_channels
-from genrestore.spectral import default_n_fft, n_fft_near, stft
+from genrestore.spectral import default_n_fft, n_fft_near
 from genrestore.stages import StageReport
 
 MAX_BAND_LOSS_DB = 6.0
@@ -154,6 +157,166 @@ FLOOR_RISERS = ("dynamics", "loudness")
 BAND_CUTTERS = ("denoise", "eq")
 
 
+@dataclass(frozen=True)
+class Measures:
+    """What :func:`compare` reads of the output (measured by :class:`OutputMeter`)."""
+
+    octave_levels_db: np.ndarray | None  # None: the octave check does not apply
+    floor_dbfs: float | None  # the noise floor under the input's cutoff; None: not read
+    lufs: float  # integrated loudness of what was measured (the mid where stereo widened)
+    clipped_runs: int
+
+
+def _acted(reports: tuple[StageReport, ...]) -> set[str]:
+    acted = {r.stage for r in reports if r.acted}
+    # The loudness stage lifts the floor against the loudness only by limiting: a plain gain
+    # (no limiter pass) moves both alike.
+    return acted - {r.stage for r in reports if r.stage == "loudness"
+                    and r.details.get("limiter_passes", 1) == 0}
+
+
+class OutputMeter:
+    """The output's side of the comparison, measured a block at a time (a long file's output
+    is never held): ``add`` every block of the output in order, then count the clipped runs
+    on a second reading (:meth:`clip_runs`: every block again, or only those
+    :meth:`hot_blocks` names, :meth:`~genrestore.analysis.ClipRuns.skip` over the rest), then
+    :meth:`finish`.
+
+    The octave levels come from Welch's long-term spectrum, as the input's do
+    (:func:`~genrestore.analysis.long_term_spectrum`: an STFT's wider main lobe would leak a
+    strong bass note just under 125 Hz over a loss in the octave above it, on both sides
+    alike, so the loss would go unseen); the noise floor under the input's cutoff from an
+    STFT with the input's bin width in Hz (the quietest bins between partials depend on it,
+    :func:`~genrestore.analysis.noise_floor_dbfs`).  A mono input
+    made stereo by the ``stereo`` stage is measured through its mid (see the module's text).
+    :meth:`finish` takes the output's integrated loudness (the loudness stage's figure); the
+    mid's, not the output's, is measured here unless given as ``mid_lufs``."""
+
+    def __init__(self, base: Baseline, rate: int, channels: int, length: int,
+                 reports: tuple[StageReport, ...], *, mid_lufs: float | None = None) -> None:
+        analysis = base.analysis
+        self.base, self.rate = base, rate
+        self.mid = "stereo" in _acted(reports)
+        self.channels = 1 if self.mid else channels
+        self.mid_lufs = mid_lufs
+        self.loudness = (LoudnessSum(1, rate) if self.mid and mid_lufs is None else None)
+        self.stft = self.welch = None
+        if base.floor_to_loudness_db is not None:
+            n_fft = n_fft_near(default_n_fft(analysis.sample_rate) * rate / analysis.sample_rate)
+            self.stft = StftMeasures(self.channels, length, rate, n_fft, analysis.cutoff_hz)
+        if (base.octave_levels_db is not None and base.octave_music_db is not None
+                and analysis.duration_s >= MIN_BAND_CHECK_S):
+            self.welch = WelchSum(self.channels, 2 ** int(np.ceil(np.log2(0.1 * rate))))
+        self.length = length
+        self.high = np.full(self.channels, -np.inf)
+        self.low = np.full(self.channels, np.inf)
+        self.block_extremes: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def view(self, block: np.ndarray) -> np.ndarray:
+        """What is measured of an output block: itself, or its mid."""
+        block = as_channels(block)
+        return block.mean(axis=0, keepdims=True) if self.mid else block
+
+    def add(self, block: np.ndarray) -> None:
+        x = self.view(block)
+        if self.stft is not None:
+            self.stft.add(x)
+        if self.welch is not None:
+            self.welch.add(x)
+        if self.loudness is not None:
+            self.loudness.add(x)
+        if x.shape[-1]:
+            high, low = x.max(axis=-1), x.min(axis=-1)
+            self.block_extremes.append((high, low))
+            self.high, self.low = np.maximum(self.high, high), np.minimum(self.low, low)
+
+    def clip_runs(self) -> ClipRuns:
+        """The counter of the second reading, from the extremes of the first."""
+        return ClipRuns(self.high, self.low, self.length)
+
+    def hot_blocks(self) -> list[int]:
+        """The blocks (by order of :meth:`add`) the clipped runs must read: those holding a
+        sample on a channel's top or bottom, and their neighbours (for the steps either side
+        of a flat top); the others hold no sample of one."""
+        counter = self.clip_runs()
+        hot: set[int] = set()
+        for k, (high, low) in enumerate(self.block_extremes):
+            for c, sign, _, level, _ in counter.sides:
+                if (high[c] >= level) if sign > 0 else (low[c] <= -level):
+                    hot.update((k - 1, k, k + 1))
+        return sorted(k for k in hot if 0 <= k < len(self.block_extremes))
+
+    def finish(self, clipped_runs: int, output_lufs: float) -> Measures:
+        analysis = self.base.analysis
+        lufs = output_lufs
+        if self.mid:
+            lufs = self.mid_lufs if self.mid_lufs is not None else float("nan")
+            if self.loudness is not None:
+                self.loudness.finish()
+                lufs = gated_lufs(self.loudness.energies(self.loudness.blocks[0]))
+        octaves, floor = None, None
+        if self.stft is not None:
+            (floor,) = self.stft.finish((analysis.cutoff_hz,))
+        if self.welch is not None:
+            freqs, psd = self.welch.psd(self.rate)
+            octaves = _octave_levels(freqs, 10.0 * np.log10(np.maximum(psd, 1e-30)),
+                                     min(analysis.cutoff_hz, 8000.0))
+        return Measures(octaves, floor, lufs, clipped_runs)
+
+
+def measure(base: Baseline, after: np.ndarray, after_rate: int,
+            reports: tuple[StageReport, ...], *, output_lufs: float | None = None) -> Measures:
+    """:class:`OutputMeter` over an output held in memory (its loudness, when not given,
+    measured at once: :func:`~genrestore.analysis.integrated_lufs`)."""
+    after = as_channels(after)
+    mid = "stereo" in _acted(reports)
+    mid_lufs = integrated_lufs(after.mean(axis=0, keepdims=True), after_rate) if mid else None
+    if output_lufs is None and not mid:
+        output_lufs = integrated_lufs(after, after_rate)
+    meter = OutputMeter(base, after_rate, after.shape[0], after.shape[-1], reports,
+                        mid_lufs=mid_lufs)
+    for block in array_blocks(after)():
+        meter.add(block)
+    counter = meter.clip_runs()
+    counter.add(meter.view(after))
+    return meter.finish(counter.finish()[0], float("nan") if output_lufs is None else output_lufs)
+
+
+def compare(base: Baseline, measured: Measures, reports: tuple[StageReport, ...], *,
+            max_band_loss_db: float = MAX_BAND_LOSS_DB,
+            max_floor_rise_db: float = MAX_FLOOR_RISE_DB) -> list[Finding]:
+    """What got worse from the input (``base``) to the output (``measured``); empty when
+    nothing did.  The one definition of every check, whether the output was held in memory
+    (:func:`check`) or read a block at a time (a long file, :mod:`genrestore.stream`)."""
+    analysis = base.analysis
+    acted = _acted(reports)
+    findings: list[Finding] = []
+    out = measured.octave_levels_db
+    if out is not None and base.octave_levels_db is not None and base.octave_music_db is not None:
+        # A reference match changes octaves on purpose (``match`` is asked for, not blamed).
+        intended = _intended_octave_change(reports, base.octave_levels_db.size)
+        gain = float(median(out - intended - base.octave_levels_db))  # the level change
+        # What each octave lost beyond the gain change, counting from the input's music
+        # (its level less the noise floor): removing hiss is not a loss.
+        loss = float(np.max(base.octave_music_db + gain + intended - out, initial=0.0))
+        if loss > max_band_loss_db:
+            blame = next((s for s in BAND_CUTTERS if s in acted), "")
+            findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
+    if (measured.floor_dbfs is not None and base.floor_to_loudness_db is not None
+            and np.isfinite(measured.lufs)):
+        # Over the input's own band (bandwidth extension fills empty bins on purpose).
+        floor_out = measured.floor_dbfs - measured.lufs
+        rise = floor_out - base.floor_to_loudness_db - _intended_floor_rise(reports)
+        # A floor still 60 dB under the loudness is inaudible, however much it rose.
+        if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
+            blame = next((s for s in FLOOR_RISERS if s in acted), "")
+            findings.append(Finding(blame, f"noise floor up {rise:.1f} dB against the loudness"))
+    if measured.clipped_runs > analysis.clipped_runs:
+        findings.append(Finding("", f"{measured.clipped_runs - analysis.clipped_runs} new "
+                                    "clipped runs"))
+    return findings
+
+
 def check(
     base: Baseline,
     after: np.ndarray,
@@ -164,51 +327,9 @@ def check(
     max_floor_rise_db: float = MAX_FLOOR_RISE_DB,
     output_lufs: float | None = None,
 ) -> list[Finding]:
-    """What got worse from the input (``base``) to ``after``; empty when nothing did.
-    ``output_lufs`` is ``after``'s integrated loudness when it is already measured (the
-    loudness stage's figure); it is measured here otherwise."""
-    analysis = base.analysis
-    acted = {r.stage for r in reports if r.acted}
-    # The loudness stage lifts the floor against the loudness only by limiting: a plain gain
-    # (no limiter pass) moves both alike.
-    acted -= {r.stage for r in reports if r.stage == "loudness"
-              and r.details.get("limiter_passes", 1) == 0}
-    after = as_channels(after)
-    if "stereo" in acted:
-        after = after.mean(axis=0, keepdims=True)  # the mid: the input itself (see above)
-    findings: list[Finding] = []
-    if (base.octave_levels_db is not None and base.octave_music_db is not None
-            and analysis.duration_s >= MIN_BAND_CHECK_S):
-        top = min(analysis.cutoff_hz, 8000.0)
-        # Welch's fine bins, as the input's were read: an STFT's wider main lobe would leak a
-        # strong bass note just under 125 Hz over a loss in the octave above it (on both
-        # sides alike, so the loss would go unseen).
-        out = _octave_levels(*long_term_spectrum(after, after_rate), top)
-        # A reference match changes octaves on purpose (``match`` is asked for, not blamed).
-        intended = _intended_octave_change(reports, base.octave_levels_db.size)
-        gain = float(median(out - intended - base.octave_levels_db))  # the level change
-        # What each octave lost beyond the gain change, counting from the input's music
-        # (its level less the noise floor): removing hiss is not a loss.
-        loss = float(np.max(base.octave_music_db + gain + intended - out, initial=0.0))
-        if loss > max_band_loss_db:
-            blame = next((s for s in BAND_CUTTERS if s in acted), "")
-            findings.append(Finding(blame, f"lost {loss:.1f} dB in an octave under the cutoff"))
-    if output_lufs is None or "stereo" in acted:  # the mid's loudness is not the output's
-        output_lufs = integrated_lufs(after, after_rate)
-    lufs_out = output_lufs
-    if base.floor_to_loudness_db is not None and np.isfinite(lufs_out):
-        # Over the input's own band (bandwidth extension fills empty bins on purpose), with
-        # the input's bin width in Hz: the quietest bins between partials depend on it.
-        n_fft = n_fft_near(default_n_fft(analysis.sample_rate) * after_rate
-                           / analysis.sample_rate)
-        floor_out = noise_floor_dbfs(after, after_rate, max_hz=analysis.cutoff_hz,
-                                     spec=stft(after, after_rate, n_fft=n_fft)) - lufs_out
-        rise = floor_out - base.floor_to_loudness_db - _intended_floor_rise(reports)
-        # A floor still 60 dB under the loudness is inaudible, however much it rose.
-        if rise > max_floor_rise_db and floor_out > -INAUDIBLE_FLOOR_DB:
-            blame = next((s for s in FLOOR_RISERS if s in acted), "")
-            findings.append(Finding(blame, f"noise floor up {rise:.1f} dB against the loudness"))
-    runs = clipped_runs(after)[0]
-    if runs > analysis.clipped_runs:
-        findings.append(Finding("", f"{runs - analysis.clipped_runs} new clipped runs"))
-    return findings
+    """What got worse from the input (``base``) to ``after``; empty when nothing did:
+    :func:`compare` of :func:`measure`.  ``output_lufs`` is ``after``'s integrated loudness
+    when it is already measured (the loudness stage's figure); it is measured here otherwise."""
+    return compare(base, measure(base, after, after_rate, reports, output_lufs=output_lufs),
+                   reports, max_band_loss_db=max_band_loss_db,
+                   max_floor_rise_db=max_floor_rise_db)

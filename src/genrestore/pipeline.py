@@ -11,10 +11,10 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -38,7 +38,11 @@ from genrestore.stages import Context, SpectralStage, Stage, StageReport
 from genrestore.stages.dither import dither
 from genrestore.stages.match import resolve_references
 
+if TYPE_CHECKING:
+    from genrestore.guard import Finding
+
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 __all__ = [  # the preset model is genrestore.preset's, re-exported here for convenience
     "DEFAULT_PRESET",
@@ -187,24 +191,17 @@ def _back_off(stages: tuple[Stage, ...], name: str) -> tuple[Stage, ...]:
     return tuple(out)
 
 
-def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, run: _Run
-           ) -> tuple[_Run, StageReport, list[tuple[str, float]]]:
-    """Check ``run`` against the validated input ``x`` with :func:`genrestore.guard.check`;
-    back off the first blamed stage and run again (:data:`GUARD_ROUNDS` times at most).
-    Returns the run kept, a ``guard`` report saying what happened, and the time spent."""
-    from genrestore import guard
-
-    start = time.perf_counter()
-    timings: list[tuple[str, float]] = []
-    base = guard.baseline(context.analysis)
-    stages = preset.stages
+def guard_rounds(stages: tuple[Stage, ...], first: R, rerun: Callable[[tuple[Stage, ...]], R],
+                 check: Callable[[R], list[Finding]]) -> tuple[R, StageReport]:
+    """The guard's rounds: ``check`` a run, back off the first stage it blames
+    (:func:`_back_off`) and ``rerun`` the stages left, :data:`GUARD_ROUNDS` times at most.
+    Returns the run kept and a ``guard`` report saying what happened.  The run is the
+    audio in memory (:func:`run_pipeline`) or a long file's spill (:mod:`genrestore.stream`)."""
+    run = first
     backed_off: list[str] = []
     problems: list[str] = []
     for _ in range(GUARD_ROUNDS + 1):
-        levels = _loudness_figures(run.reports)
-        findings = guard.check(base, run.audio, run.sample_rate, run.reports,
-                               output_lufs=levels[0] if levels else None)
-        timings.append(("guard", time.perf_counter() - start))
+        findings = check(run)
         blamed = next((f for f in findings if f.stage and f.stage not in backed_off), None)
         if blamed is None or len(backed_off) >= GUARD_ROUNDS:
             problems += [f.problem for f in findings]  # what is left, backed off or not
@@ -212,15 +209,42 @@ def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, ru
         backed_off.append(blamed.stage)
         problems.append(f"{blamed.problem}: backed off {blamed.stage}")
         stages = _back_off(stages, blamed.stage)
-        run = _run_stages(x, sample_rate, stages, context)
-        timings += [(f"guard rerun: {k}", v) for k, v in run.timings_s]
-        start = time.perf_counter()
+        run = rerun(stages)
     if problems:
         report = StageReport("guard", bool(backed_off), "guard: " + "; ".join(problems),
                              {"backed_off": backed_off, "problems": problems})
     else:
         report = StageReport("guard", False, "guard: nothing got worse",
                              {"backed_off": [], "problems": []})
+    return run, report
+
+
+def _guard(x: np.ndarray, sample_rate: int, preset: Preset, context: Context, run: _Run
+           ) -> tuple[_Run, StageReport, list[tuple[str, float]]]:
+    """Check ``run`` against the validated input ``x`` with :func:`genrestore.guard.check`;
+    back off the first blamed stage and run again (:func:`guard_rounds`).  Returns the run
+    kept, a ``guard`` report saying what happened, and the time spent."""
+    from genrestore import guard
+
+    start = time.perf_counter()
+    timings: list[tuple[str, float]] = []
+    base = guard.baseline(context.analysis)
+
+    def check(run: _Run) -> list[Finding]:
+        levels = _loudness_figures(run.reports)
+        findings = guard.check(base, run.audio, run.sample_rate, run.reports,
+                               output_lufs=levels[0] if levels else None)
+        timings.append(("guard", time.perf_counter() - start))
+        return findings
+
+    def rerun(stages: tuple[Stage, ...]) -> _Run:
+        nonlocal start
+        again = _run_stages(x, sample_rate, stages, context)
+        timings.extend((f"guard rerun: {k}", v) for k, v in again.timings_s)
+        start = time.perf_counter()
+        return again
+
+    run, report = guard_rounds(preset.stages, run, rerun, check)
     return run, report, timings
 
 
@@ -320,7 +344,7 @@ def restore_file(
 ) -> FileResult:
     """Read ``source``, restore it, dither and write ``destination`` atomically.  A file
     longer than :data:`genrestore.stream.THRESHOLD_S` is restored in segments, in bounded
-    memory, with the same result (see :mod:`genrestore.stream`; the guard does not run).
+    memory, with the same result, the guard included (see :mod:`genrestore.stream`).
 
     The input is never overwritten, nor any path in ``protect`` (e.g. every source of a
     batch); an existing output only with ``overwrite=True``, or with ``keep_identical=True``

@@ -11,17 +11,23 @@ so every segment's frames are the whole file's frames.
 
 The loudness stage needs the whole file: a pass over the spill gathers its gating blocks and
 its 1 ms blocks' K-weighted energy and true peaks, from which the limiter model
-(:class:`~genrestore.stages.loudness.LimiterModel`) picks the gain, as the stage's first try
-does; a last pass applies gain, limiter and dither a chunk at a time and writes the output
-atomically, metering it on the way.  When the output misses the target by more than the
-tolerance, a plain gain corrects it (down always, up within the true-peak headroom) and the
-last pass runs again.
+(:class:`~genrestore.stages.loudness.LimiterModel`) picks the gain, and the stage's bracketed
+passes (:func:`~genrestore.stages.loudness.bracket_gain`) run over the spill a chunk at a
+time; a last pass applies gain, limiter and dither a chunk at a time and writes the output
+atomically, metering it on the way.
+
+With the preset's guard on, a pass over the spill renders what the last pass would write,
+without writing it, and :class:`genrestore.guard.OutputMeter` measures it block by block
+(the same measurements and the same comparison, :func:`genrestore.guard.compare`, as for a
+file held whole; the clipped runs are counted on a second rendering of only the chunks that
+reach a channel's extremes).  A stage it blames is backed off as for a file held whole
+(:func:`genrestore.pipeline.guard_rounds`): the segments and the loudness passes run again,
+which costs as much time again as the first run, for each stage backed off (twice at most).
 
 What differs from restoring the whole file at once, and why: bandwidth extension sets its
 envelope, the compressor its threshold and the stereo stage its side gain from each segment
-(a minute of music) rather than from the whole file; the guard does not run (the file's
-report says so); the limiter's gain is the model's, corrected once, not the stage's bracketed
-passes.  tests/test_streaming.py bounds the difference.
+(a minute of music) rather than from the whole file.  tests/test_streaming.py bounds the
+difference.
 """
 
 from __future__ import annotations
@@ -161,27 +167,46 @@ def _merged_reports(per_segment: list[tuple[StageReport, ...]]) -> list[StageRep
     return merged
 
 
-def restore_segmented(
-    blocks: Callable[[], Iterator[np.ndarray]],
-    rate: int,
-    analysis: Analysis,
-    destination: str | os.PathLike[str],
-    *,
-    preset: Preset,
-    output_rate_hz: int,
-    bits: str,
-    file_format: str | None,
-    source: str | os.PathLike[str],
-    overwrite: bool = False,
-    protect: Sequence[str | os.PathLike[str]] = (),
-    keep_identical: bool = False,
-    tags: Mapping[str, str] | None = None,
-    started: float | None = None,
-) -> FileResult:
-    """Restore a long file given as a :data:`~genrestore.analysis.Blocks` source (read twice
-    more after its analysis) in bounded memory, and write ``destination`` atomically: see the
-    module's text.  The arguments are :func:`genrestore.pipeline.restore_to_file`'s."""
-    from genrestore.pipeline import FileResult, _run_stages
+@dataclasses.dataclass
+class _Attempt:
+    """One run of a preset's stages over a long file: its spill (the stages before
+    ``loudness``, at the output rate) and the loudness stage's choice for the last pass."""
+
+    spill: Path
+    length: int  # samples in the spill
+    rate: int
+    channels: int
+    reports: list[StageReport]  # the stages before loudness, merged over the segments
+    segments: int
+    loud: Any  # the loudness stage, or None
+    start_lufs: float = float("nan")
+    gain_db: float = 0.0
+    limited: bool = True
+    after_db: float = 0.0
+    passes: int = 0
+
+    def loudness_report(self, out_lufs: float, out_peak: float) -> StageReport | None:
+        """The loudness stage's report, for an output of ``out_lufs`` and a true peak of
+        ``out_peak`` dBTP."""
+        loud = self.loud
+        if loud is None:
+            return None
+        acted = bool(np.isfinite(self.start_lufs)) or loud.fixed_gain
+        summary = (f"loudness {self.start_lufs:.1f}->{out_lufs:.1f} LUFS, peak {out_peak:.1f} dBTP"
+                   if acted else "loudness skipped (silent or shorter than 0.4 s; peaks "
+                                 "limited only)")
+        return StageReport("loudness", acted, summary, {
+            "input_lufs": self.start_lufs, "output_lufs": out_lufs, "true_peak_dbtp": out_peak,
+            "gain_db": round(self.gain_db + self.after_db, 3), "limited": self.limited,
+            "passes": self.passes, "limiter_passes": self.passes if self.limited else 0})
+
+
+def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: Analysis,
+             stages: tuple[Stage, ...], output_rate_hz: int, preset: Preset, spill_path: Path,
+             bits: str, fmt: str, tags: Mapping[str, str] | None) -> _Attempt:
+    """Run ``stages`` (those before ``loudness``) over the file's segments into the spill
+    at ``spill_path``, then choose the loudness stage's gain from passes over the spill."""
+    from genrestore.pipeline import _run_stages
     from genrestore.stages.loudness import (
         _MAX_DRIVE_DB,
         LimiterModel,
@@ -190,22 +215,16 @@ def restore_segmented(
         _Try,
         bracket_gain,
     )
-    from genrestore.stages.match import reference_paths
 
-    start_time = time.perf_counter() if started is None else started
-    dst = Path(destination)
-    refused, fmt = check_destination(dst, bits, file_format, overwrite,
-                                     (*protect, *reference_paths(preset)), keep_identical)
     length = round(analysis.duration_s * rate)
-    pre = tuple(s for s in preset.stages if s.name != "loudness")
-    loud = next((s for s in preset.stages if s.name == "loudness"), None)
+    pre = tuple(s for s in stages if s.name != "loudness")
+    loud = next((s for s in stages if s.name == "loudness"), None)
     context = Context(analysis=analysis, output_rate_hz=output_rate_hz)
     unit = _alignment(rate, output_rate_hz, preset)
     core = max(1, round(SEGMENT_S * rate / unit)) * unit
     margin = max(1, math.ceil(MARGIN_S * rate / unit)) * unit
     power = _long_term_power(blocks, rate, length, core, margin, pre, context)
     context = Context(analysis=analysis, output_rate_hz=output_rate_hz, long_term_power=power)
-    spill_path = _create_temp(dst.with_name(dst.name + ".spill"))
     per_segment: list[tuple[StageReport, ...]] = []
     segments = -(-length // core)
     spill: sf.SoundFile | None = None
@@ -230,70 +249,163 @@ def restore_segmented(
             spill.write(kept.T)
             written += kept.shape[-1]
             per_segment.append(run.reports)
-        assert spill is not None
-        spill.close()
-        reports = _merged_reports(per_segment)
+    finally:
+        if spill is not None:
+            spill.close()
+    done = _Attempt(spill_path, written, out_rate, channels, _merged_reports(per_segment),
+                    len(per_segment), loud)
 
-        # The loudness stage's view of its input: gating blocks, 1 ms blocks, true peaks.
-        m = _block_size(out_rate)
-        meter = LoudnessSum(channels, out_rate, every=m)
-        peaks: list[np.ndarray] = []
-        for chunk, inner, size in _spill_chunks(spill_path, written, out_rate, m):
-            meter.add(chunk[:, inner:inner + size])
-            found = block_true_peaks(chunk, m)
-            first_block = 1 if inner else 0
-            whole = size // m + (1 if inner + size >= chunk.shape[-1] else 0)
-            peaks.append(found[first_block:first_block + whole])
-        meter.finish()
-        gating = meter.energies(meter.blocks[0])
-        block_peaks = np.concatenate(peaks) if peaks else np.zeros(1)
-        start_lufs = gated_lufs(gating)
-        ceiling = loud.ceiling_dbtp if loud is not None else 0.0
-        release = loud.release_ms if loud is not None else 80.0
+    # The loudness stage's view of its input: gating blocks, 1 ms blocks, true peaks.
+    m = _block_size(out_rate)
+    meter = LoudnessSum(channels, out_rate, every=m)
+    peaks: list[np.ndarray] = []
+    for chunk, inner, size in _spill_chunks(spill_path, written, out_rate, m):
+        meter.add(chunk[:, inner:inner + size])
+        found = block_true_peaks(chunk, m)
+        first_block = 1 if inner else 0
+        whole = size // m + (1 if inner + size >= chunk.shape[-1] else 0)
+        # float32: the limiter model's held peaks (see LimiterModel.from_blocks).
+        peaks.append(found[first_block:first_block + whole].astype(np.float32))
+    meter.finish()
+    gating = meter.energies(meter.blocks[0])
+    block_peaks = np.concatenate(peaks) if peaks else np.zeros(1, np.float32)
+    del peaks
+    done.start_lufs = start_lufs = gated_lufs(gating)
+    ceiling = loud.ceiling_dbtp if loud is not None else 0.0
+    release = loud.release_ms if loud is not None else 80.0
+    trims: dict[float, float] = {}  # the static trim under the ceiling of each try
 
-        def render(gain: float, limit: bool, after_db: float = 0.0,
-                   sink: Path | None = None) -> tuple[float, np.ndarray, float]:
-            return _render(spill_path, written, out_rate, channels, gain, limit, ceiling,
-                           release, after_db, bits, fmt, preset, tags, sink)
+    def measure(gain: float) -> _Try:
+        lufs, blocks_, peak = _render(done, gain, True, ceiling, release, 0.0, bits, fmt,
+                                      preset, tags)
+        trim = 0.0
+        if peak > 10.0 ** (ceiling / 20.0):  # as _trim_to_ceiling does to the whole
+            scale = 10.0 ** (ceiling / 20.0) / peak * 0.9999
+            trim, peak, blocks_ = 20.0 * np.log10(scale), peak * scale, blocks_ * scale**2
+            lufs = gated_lufs(blocks_)
+        trims[gain] = trim
+        return _Try(gain, lufs, None, blocks_, peak)
 
-        trims: dict[float, float] = {}  # the static trim under the ceiling of each try
+    if loud is not None and loud.fixed_gain:
+        done.gain_db, done.passes = loud.gain_db, 1
+        measure(done.gain_db)  # album mode's one gain: only the static trim is found here
+        done.after_db = trims[done.gain_db]
+    elif loud is not None and np.isfinite(start_lufs):
+        peak = float(block_peaks.max(initial=0.0))
+        free = loud.ceiling_dbtp - 20.0 * np.log10(max(peak, 1e-30))
+        wanted = loud.target_lufs - start_lufs
+        if wanted <= free:  # a plain gain reaches the target under the ceiling
+            done.gain_db, done.limited = wanted, False
+        else:
+            cap = free + (loud.max_limiting_db or _MAX_DRIVE_DB)
+            model = LimiterModel.from_blocks(meter.block_sums(np.float32), block_peaks, out_rate,
+                                             ceiling_dbtp=loud.ceiling_dbtp,
+                                             release_ms=loud.release_ms)
+            del meter, block_peaks
+            tries, _ = bracket_gain(model, start_lufs, free, cap, loud.target_lufs,
+                                    _TOLERANCE_LU, measure)
+            pick, trim = _pick(tries, loud.target_lufs, _TOLERANCE_LU, loud.ceiling_dbtp)
+            done.gain_db = tries[pick].gain_db
+            done.after_db, done.passes = trims[done.gain_db] + trim, len(tries)
+    elif loud is None:
+        done.limited = False
+    return done
 
-        def measure(gain: float) -> _Try:
-            lufs, blocks_, peak = render(gain, True)
-            trim = 0.0
-            if peak > 10.0 ** (ceiling / 20.0):  # as _trim_to_ceiling does to the whole
-                scale = 10.0 ** (ceiling / 20.0) / peak * 0.9999
-                trim, peak, blocks_ = 20.0 * np.log10(scale), peak * scale, blocks_ * scale**2
-                lufs = gated_lufs(blocks_)
-            trims[gain] = trim
-            return _Try(gain, lufs, None, blocks_, peak)
 
-        gain_db, limited, after_db, passes = 0.0, True, 0.0, 0
-        if loud is not None and loud.fixed_gain:
-            gain_db, passes = loud.gain_db, 1
-            measure(gain_db)  # album mode's one gain: only the static trim is found here
-            after_db = trims[gain_db]
-        elif loud is not None and np.isfinite(start_lufs):
-            peak = float(block_peaks.max(initial=0.0))
-            free = loud.ceiling_dbtp - 20.0 * np.log10(max(peak, 1e-30))
-            wanted = loud.target_lufs - start_lufs
-            if wanted <= free:  # a plain gain reaches the target under the ceiling
-                gain_db, limited = wanted, False
-            else:
-                cap = free + (loud.max_limiting_db or _MAX_DRIVE_DB)
-                model = LimiterModel.from_blocks(meter.block_sums(), block_peaks, out_rate,
-                                                 ceiling_dbtp=loud.ceiling_dbtp,
-                                                 release_ms=loud.release_ms)
-                tries, _ = bracket_gain(model, start_lufs, free, cap, loud.target_lufs,
-                                        _TOLERANCE_LU, measure)
-                pick, trim = _pick(tries, loud.target_lufs, _TOLERANCE_LU, loud.ceiling_dbtp)
-                gain_db, after_db, passes = tries[pick].gain_db, trims[tries[pick].gain_db] + trim, len(tries)
-        elif loud is None:
-            limited = False
+def _checked(attempt: _Attempt, base: Any, bits: str, fmt: str, preset: Preset,
+             tags: Mapping[str, str] | None) -> list[Any]:
+    """The guard's findings on what the last pass would write from ``attempt``: a pass over
+    the spill that renders it without writing, measured block by block
+    (:class:`~genrestore.guard.OutputMeter`), and the clipped runs counted on a second
+    rendering of only the chunks that reach a channel's extremes."""
+    from genrestore import guard
+
+    a = attempt
+    ceiling = a.loud.ceiling_dbtp if a.loud is not None else 0.0
+    release = a.loud.release_ms if a.loud is not None else 80.0
+    pre_reports = tuple(a.reports)
+    meter = guard.OutputMeter(base, a.rate, a.channels, a.length, pre_reports + tuple(
+        r for r in [a.loudness_report(0.0, 0.0)] if r is not None))
+    lufs, _, peak = _render(a, a.gain_db, a.limited, ceiling, release, a.after_db, bits, fmt,
+                            preset, tags, observe=meter.add)
+    out_peak = 20.0 * np.log10(peak) if peak > 0 else float("-inf")
+    loud_report = a.loudness_report(lufs, out_peak)
+    reports = pre_reports + ((loud_report,) if loud_report is not None else ())
+    counter = meter.clip_runs()
+    hot = meter.hot_blocks()
+    size = _chunk_size(a.rate)
+    at = 0  # the chunk the counter has reached
+
+    def count(index: int, middle: np.ndarray) -> None:
+        nonlocal at
+        if index > at:
+            counter.skip(min(a.length, index * size) - min(a.length, at * size))
+        counter.add(meter.view(middle))
+        at = index + 1
+
+    if hot:
+        _render(a, a.gain_db, a.limited, ceiling, release, a.after_db, bits, fmt, preset, tags,
+                observe=count, only=set(hot))
+    measured = meter.finish(counter.finish()[0], lufs)
+    log.debug("guard on %d segments: %s", a.segments, measured)
+    return guard.compare(base, measured, reports)
+
+
+def restore_segmented(
+    blocks: Callable[[], Iterator[np.ndarray]],
+    rate: int,
+    analysis: Analysis,
+    destination: str | os.PathLike[str],
+    *,
+    preset: Preset,
+    output_rate_hz: int,
+    bits: str,
+    file_format: str | None,
+    source: str | os.PathLike[str],
+    overwrite: bool = False,
+    protect: Sequence[str | os.PathLike[str]] = (),
+    keep_identical: bool = False,
+    tags: Mapping[str, str] | None = None,
+    started: float | None = None,
+) -> FileResult:
+    """Restore a long file given as a :data:`~genrestore.analysis.Blocks` source (read twice
+    more after its analysis, and twice again for each stage the guard backs off) in bounded
+    memory, and write ``destination`` atomically: see the module's text.  The arguments are
+    :func:`genrestore.pipeline.restore_to_file`'s."""
+    from genrestore.pipeline import FileResult, guard_rounds
+    from genrestore.stages.match import reference_paths
+
+    start_time = time.perf_counter() if started is None else started
+    dst = Path(destination)
+    refused, fmt = check_destination(dst, bits, file_format, overwrite,
+                                     (*protect, *reference_paths(preset)), keep_identical)
+    spills: list[Path] = []
+
+    def attempt(stages: tuple[Stage, ...]) -> _Attempt:
+        for old in spills:  # the attempt the guard rejected
+            old.unlink(missing_ok=True)
+        spills.append(_create_temp(dst.with_name(dst.name + ".spill")))
+        return _attempt(blocks, rate, analysis, stages, output_rate_hz, preset, spills[-1],
+                        bits, fmt, tags)
+
+    try:
+        done = attempt(preset.stages)
+        guard_report = None
+        if preset.guard:
+            from genrestore import guard
+
+            base = guard.baseline(analysis)
+            done, guard_report = guard_rounds(
+                preset.stages, done, attempt,
+                lambda a: _checked(a, base, bits, fmt, preset, tags))
+        ceiling = done.loud.ceiling_dbtp if done.loud is not None else 0.0
+        release = done.loud.release_ms if done.loud is not None else 80.0
 
         def write(tmp: Path) -> None:
             figures.update(zip(("lufs", "blocks", "peak"),
-                               render(gain_db, limited, after_db, tmp), strict=True))
+                               _render(done, done.gain_db, done.limited, ceiling, release,
+                                       done.after_db, bits, fmt, preset, tags, sink=tmp),
+                               strict=True))
             if refused and not _same_bytes(tmp, dst):
                 from genrestore.errors import AudioFileError
 
@@ -303,52 +415,66 @@ def restore_segmented(
         _write_atomic(dst, write)
         out_lufs = float(figures["lufs"])
         out_peak = 20.0 * np.log10(figures["peak"]) if figures["peak"] > 0 else float("-inf")
-        if loud is not None:
-            acted = bool(np.isfinite(start_lufs)) or loud.fixed_gain
-            summary = (f"loudness {start_lufs:.1f}->{out_lufs:.1f} LUFS, peak {out_peak:.1f} dBTP"
-                       if acted else "loudness skipped (silent or shorter than 0.4 s; peaks "
-                                     "limited only)")
-            reports.append(StageReport("loudness", acted, summary, {
-                "input_lufs": start_lufs, "output_lufs": out_lufs, "true_peak_dbtp": out_peak,
-                "gain_db": round(gain_db + after_db, 3), "limited": limited, "passes": passes}))
-        reports.append(StageReport("guard", False, f"guard: not run on a file restored in "
-                                                   f"{len(per_segment)} segments",
-                                   {"backed_off": [], "problems": []}))
+        reports = list(done.reports)
+        loud_report = done.loudness_report(out_lufs, out_peak)
+        if loud_report is not None:
+            reports.append(loud_report)
+        reports.append(guard_report or StageReport(
+            "guard", False, f"guard: off (a file restored in {done.segments} segments)",
+            {"backed_off": [], "problems": []}))
     finally:
-        if spill is not None and not spill.closed:
-            spill.close()
-        spill_path.unlink(missing_ok=True)
+        for spill in spills:
+            spill.unlink(missing_ok=True)
     return FileResult(source=Path(source), destination=dst, analysis=analysis,
                       reports=tuple(reports), output_lufs=out_lufs,
                       output_true_peak_dbtp=out_peak,
                       seconds=time.perf_counter() - start_time)
 
 
-def _spill_chunks(path: Path, length: int, rate: int, m: int, margin: int = 0
-                  ) -> Iterator[tuple[np.ndarray, int, int]]:
-    """The spill in chunks of whole ``m``-sample blocks: ``(chunk, where its middle starts,
-    middle length)``, each chunk the middle plus one block (or ``margin``) either side."""
+def _chunk_size(rate: int) -> int:
+    """Samples in each chunk the spill is read in: whole limiter blocks, about
+    :data:`_CHUNK_S`."""
+    from genrestore.stages.loudness import _block_size
+
+    m = _block_size(rate)
+    return max(1, round(_CHUNK_S * rate / m)) * m
+
+
+def _spill_chunks(path: Path, length: int, rate: int, m: int, margin: int = 0, *,
+                  only: set[int] | None = None) -> Iterator[tuple[Any, int, int]]:
+    """The spill in chunks of whole ``m``-sample blocks (:func:`_chunk_size`): ``(chunk,
+    where its middle starts, middle length)``, each chunk the middle plus one block (or
+    ``margin``) either side; with ``only``, ``(None, 0, 0)`` for a chunk not in it, unread."""
     side = max(m, margin)
-    size = max(1, round(_CHUNK_S * rate / m)) * m
+    size = _chunk_size(rate)
     with sf.SoundFile(os.fsencode(path)) as f:
         for start in range(0, length, size):
+            if only is not None and start // size not in only:
+                yield None, 0, 0
+                continue
             lo, hi = max(0, start - side), min(length, start + size + side)
             f.seek(lo)
             chunk = f.read(hi - lo, dtype="float32", always_2d=True).T
             yield np.ascontiguousarray(chunk), start - lo, min(size, length - start)
 
 
-def _render(spill: Path, length: int, rate: int, channels: int, gain_db: float, limit: bool,
-            ceiling_dbtp: float, release_ms: float, after_db: float, bits: str, fmt: str,
-            preset: Preset, tags: Mapping[str, str] | None, sink: Path | None
-            ) -> tuple[float, np.ndarray, float]:
-    """One pass over the spill: gain, the limiter (``limit``), a plain gain ``after_db``; with
-    a ``sink``, dither and write it there.  Returns the result's LUFS, gating-block energies
-    and linear true peak."""
+def _render(attempt: _Attempt, gain_db: float, limit: bool, ceiling_dbtp: float,
+            release_ms: float, after_db: float, bits: str, fmt: str, preset: Preset,
+            tags: Mapping[str, str] | None, sink: Path | None = None, *,
+            observe: Callable[[int, np.ndarray], None] | Callable[[np.ndarray], None] | None = None,
+            only: set[int] | None = None) -> tuple[float, np.ndarray, float]:
+    """One pass over the attempt's spill: gain, the limiter (``limit``), a plain gain
+    ``after_db``; with a ``sink``, dither and write it there.  Returns the result's LUFS,
+    gating-block energies and linear true peak.  ``observe`` is given each chunk's result
+    before dither (with ``only``, its index too, and only the chunks in ``only`` are
+    rendered: each chunk's result depends on its own part of the spill, read with
+    :data:`_CHUNK_MARGIN_S` either side, and nothing else; the figures returned are then
+    those of the chunks rendered)."""
     from contextlib import nullcontext
 
     from genrestore.stages.loudness import _block_size, _brickwall
 
+    spill, length, rate, channels = attempt.spill, attempt.length, attempt.rate, attempt.channels
     m = _block_size(rate)
     margin = max(m, round(_CHUNK_MARGIN_S * rate / m) * m)
     meter = LoudnessSum(channels, rate)
@@ -362,7 +488,9 @@ def _render(spill: Path, length: int, rate: int, channels: int, gain_db: float, 
         for name, text in (tag_texts(tags, fmt, spill) if f is not None else {}).items():
             setattr(f, name, text)
         for index, (chunk, inner, size) in enumerate(_spill_chunks(spill, length, rate, m,
-                                                                          margin)):
+                                                                          margin, only=only)):
+            if chunk is None:
+                continue
             x = chunk * gain
             if limit:
                 x = _brickwall(x, rate, ceiling_dbtp, release_ms, 5.0)
@@ -371,6 +499,11 @@ def _render(spill: Path, length: int, rate: int, channels: int, gain_db: float, 
             middle = x[:, inner:inner + size]
             peak = max(peak, true_peak(x[:, max(0, inner - 6):inner + size + 6]))
             meter.add(middle)
+            if observe is not None:
+                if only is None:
+                    observe(middle)  # type: ignore[call-arg]
+                else:
+                    observe(index, middle)  # type: ignore[call-arg]
             if f is None:
                 continue
             if bits == "32f":

@@ -20,7 +20,7 @@ ceiling is held exactly as measured by :func:`genrestore.analysis.true_peak`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -134,6 +134,11 @@ def _held(peaks: np.ndarray, hold: int) -> np.ndarray:
     return held
 
 
+#: Blocks whose gains :func:`_block_gain_chunks` computes at once (about 65 s of 1 ms blocks):
+#: a clip up to that long is one chunk, a long file's model needs a chunk's temporaries only.
+_GAIN_CHUNK = 1 << 16
+
+
 def _block_gains(held: np.ndarray, limit: float, log_release: float) -> np.ndarray:
     """The limiter's gain per block for look-ahead held block peaks ``held``.
 
@@ -143,12 +148,34 @@ def _block_gains(held: np.ndarray, limit: float, log_release: float) -> np.ndarr
     running maximum in log space: a few vectorised passes, no loop over the blocks.  Blocks
     never over the limit, and after them the ones the release has brought back, get exactly 1.
     """
-    over = held > limit
-    depth = np.full(held.shape, -np.inf)
-    depth[over] = np.log(np.maximum(1.0 - limit / held[over], 1e-300))
-    released = np.cumsum(np.where(over, 0.0, log_release))
-    log_depth = released + np.maximum.accumulate(depth - released)
-    return 1.0 - np.exp(log_depth)
+    return np.concatenate([gains for _, gains in
+                           _block_gain_chunks(held, limit, log_release)])
+
+
+def _block_gain_chunks(held: np.ndarray, limit: float, log_release: float, scale: float = 1.0
+                       ) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`_block_gains` of ``scale * held`` a chunk of :data:`_GAIN_CHUNK` blocks at a time,
+    as ``(first block, float64 gains)``: the release's running sum and the depth's running
+    maximum are carried from chunk to chunk, so the gains are those of one pass (the first
+    chunk's exactly; later ones to the rounding of the running sum's association).  ``held``
+    may be float32 (a long file's model keeps it so); each chunk is computed in float64."""
+    released_before, deepest = 0.0, -np.inf
+    for first in range(0, max(held.size, 1), _GAIN_CHUNK):
+        part = np.asarray(held[first:first + _GAIN_CHUNK], dtype=np.float64)
+        if scale != 1.0:
+            part = scale * part
+        over = part > limit
+        depth = np.full(part.shape, -np.inf)
+        depth[over] = np.log(np.maximum(1.0 - limit / part[over], 1e-300))
+        released = np.cumsum(np.where(over, 0.0, log_release))
+        if first:
+            released += released_before
+        running = np.maximum.accumulate(depth - released)
+        if first:
+            np.maximum(running, deepest, out=running)
+        if part.size:
+            released_before, deepest = float(released[-1]), float(running[-1])
+        yield first, 1.0 - np.exp(released + running)
 
 
 def _sample_gains(gains: np.ndarray, block: int) -> np.ndarray:
@@ -217,11 +244,13 @@ class _LimiterModel:
                     ) -> _LimiterModel:
         """The model from what it reads of the audio, gathered elsewhere (a long file read
         in pieces): the K-weighted energy of each whole :func:`_block_size` block, summed
-        over the channels, and each block's true peak (:func:`block_true_peaks`)."""
+        over the channels, and each block's true peak (:func:`block_true_peaks`), kept in
+        the dtype given: a long file's are float32 (3.6 million blocks an hour at 1 ms,
+        14 MB each; 2^-24 of relative rounding moves a predicted loudness by under 1e-6 LU
+        and a held peak by under 1e-6 dB)."""
         model = cls.__new__(cls)
-        model._set(np.asarray(energy, dtype=np.float64), np.asarray(peaks),
-                   sample_rate, ceiling_dbtp=ceiling_dbtp, release_ms=release_ms,
-                   lookahead_ms=lookahead_ms)
+        model._set(np.asarray(energy), np.asarray(peaks), sample_rate,
+                   ceiling_dbtp=ceiling_dbtp, release_ms=release_ms, lookahead_ms=lookahead_ms)
         return model
 
     def _set(self, energy: np.ndarray, peaks: np.ndarray, sample_rate: int, *,
@@ -243,10 +272,24 @@ class _LimiterModel:
         :func:`~genrestore.analysis.gating_blocks` would read them: :meth:`lufs` gates them;
         album mode gates those of every track together."""
         scale = 10.0 ** (gain_db / 20.0)
-        gain = _block_gains(scale * self.held, self.limit, self.log_release)
-        cumulative = np.concatenate([[0.0], np.cumsum(self.energy * (scale * gain) ** 2)])
-        return (cumulative[self.starts + self.block] - cumulative[self.starts]) / (
-            self.block * self.m)
+        # The running sum of the gained energy, read at the gating blocks' edges only, a
+        # chunk of blocks at a time (no whole-file temporaries on a long file).
+        edges = np.concatenate([self.starts, self.starts + self.block])
+        order = np.argsort(edges, kind="stable")
+        at = np.zeros(edges.size)
+        sorted_edges = edges[order]
+        total = 0.0
+        for first, gain in _block_gain_chunks(self.held, self.limit, self.log_release, scale):
+            part = np.asarray(self.energy[first:first + gain.size], dtype=np.float64)
+            cumulative = np.cumsum(part * (scale * gain) ** 2)
+            if first:
+                cumulative += total
+            lo, hi = np.searchsorted(sorted_edges, [first + 1, first + gain.size + 1])
+            at[order[lo:hi]] = cumulative[sorted_edges[lo:hi] - first - 1]
+            if cumulative.size:
+                total = float(cumulative[-1])
+        ends = at[self.starts.size:]
+        return (ends - at[:self.starts.size]) / (self.block * self.m)
 
     def lufs(self, gain_db: float) -> float:
         energy = self.block_energies(gain_db)
