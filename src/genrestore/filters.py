@@ -393,6 +393,15 @@ def fir_filter_centred(x: np.ndarray, taps: np.ndarray, axis: int = -1) -> np.nd
     return np.moveaxis(full[..., delay : delay + n].astype(kind), -1, axis)
 
 
+def _along_last(x: np.ndarray, axis: int | None, what: str) -> np.ndarray:
+    """``x`` as float64 with ``axis`` last (flattened for ``None``), refused when empty."""
+    data = np.asarray(x, dtype=np.float64)
+    data = data.ravel() if axis is None else np.moveaxis(data, axis, -1)
+    if data.shape[-1] == 0:
+        raise ParameterError(f"{what} of an empty array")
+    return data
+
+
 def percentile(x: np.ndarray, q: float | Sequence[float], axis: int | None = None
                ) -> np.ndarray:
     """``numpy.percentile(x, q, axis=axis)`` (its default, linear interpolation between the
@@ -402,13 +411,8 @@ def percentile(x: np.ndarray, q: float | Sequence[float], axis: int | None = Non
     is validated on the way in)."""
     if np.ndim(q) > 1 or np.any(np.asarray(q) < 0.0) or np.any(np.asarray(q) > 100.0):
         raise ParameterError("percentile: q must be a number or a list of numbers in 0..100")
-    data = np.asarray(x, dtype=np.float64)
-    if axis is None:
-        data, axis = data.ravel(), 0
-    data = np.moveaxis(data, axis, -1)
+    data = _along_last(x, axis, "percentile")
     n = data.shape[-1]
-    if n == 0:
-        raise ParameterError("percentile of an empty array")
     where = np.asarray(q, dtype=np.float64) / 100.0 * (n - 1)
     low = np.floor(where).astype(np.int64)
     high = np.minimum(low + 1, n - 1)
@@ -425,13 +429,8 @@ def percentile(x: np.ndarray, q: float | Sequence[float], axis: int | None = Non
 
 def median(x: np.ndarray, axis: int | None = None) -> np.ndarray:
     """``numpy.median(x, axis=axis)`` for NaN-free ``x`` (see :func:`percentile`), float64."""
-    data = np.asarray(x, dtype=np.float64)
-    if axis is None:
-        data, axis = data.ravel(), 0
-    data = np.moveaxis(data, axis, -1)
+    data = _along_last(x, axis, "median")
     n = data.shape[-1]
-    if n == 0:
-        raise ParameterError("median of an empty array")
     k = n // 2
     if n % 2:
         return np.partition(data, k, axis=-1)[..., k][()]
