@@ -14,11 +14,9 @@ import errno
 import filecmp
 import logging
 import os
-import secrets
 import shutil
 import struct
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,7 +444,8 @@ def _create_temp(dst: Path) -> Path:
     ACL) exactly as for any new file; the process umask is never read or changed.
     """
     for _ in range(100):
-        tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}.part")
+        # os.urandom, as secrets.token_hex does, without importing secrets (hashlib, hmac)
+        tmp = dst.with_name(f".{dst.name}.{os.urandom(4).hex()}.part")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -555,6 +554,8 @@ def _decoder_notes(p: Path, mpeg: bool) -> Iterator[None]:
     if not mpeg:
         yield
         return
+    import tempfile  # only for MPEG files: a WAV or FLAC run does not load it
+
     sys.stderr.flush()
     saved = os.dup(2)
     try:
