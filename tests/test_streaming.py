@@ -4,7 +4,6 @@ what measuring it whole gives, in memory that does not grow with the clip."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -386,11 +385,10 @@ def test_a_ten_minute_file_restores_in_less_memory_than_holding_it_would_take(
     peaks under half of what restoring it whole needs at the least.  Whole, the stages hold
     at least 16 float32 copies of the clip (the issue measured 16-18x; 2.1 GB here): 16 x
     600 s x 32000 x 4 bytes = 1.23 GB.  In segments the file is never held."""
-    from genrestore.bench import _peak_rss_run, write_long_clip
+    from genrestore.bench import peak_memory_run, write_long_clip
 
     source = write_long_clip(tmp_path / "ten.wav", 600.0, rate=32000, channels=1)
-    peak_mb, _ = _peak_rss_run([sys.executable, "-m", "genrestore", "restore", str(source),
-                                "-o", str(tmp_path / "out.wav"), "-q"])
+    peak_mb, _ = peak_memory_run(["restore", str(source), "-o", str(tmp_path / "out.wav"), "-q"])
     whole_at_least_mb = 16 * 600 * 32000 * 4 / 2**20
     assert peak_mb < whole_at_least_mb / 2, f"{peak_mb:.0f} MB"
     assert sf.info(str(tmp_path / "out.wav")).frames == 600 * 44100

@@ -872,23 +872,45 @@ def write_long_clip(path: Path, seconds: float, *, rate: int = 32000, channels: 
     return path
 
 
-def _peak_rss_run(command: Sequence[str]) -> tuple[float, float]:
-    """``(peak resident MB, wall seconds)`` of one child process, from ``os.wait4``'s usage
-    of that child alone (``RUSAGE_CHILDREN`` would hold the largest of every child so far)."""
-    import os
-    import subprocess
+#: The child of :func:`peak_memory_run`: genrestore's CLI, then its own peak resident memory
+#: (``VmHWM``: the high-water mark of the memory of the program exec started) written to the
+#: file named by its first argument.
+_PEAK_CHILD = """\
+import sys
+from genrestore.cli import main
+report, arguments = sys.argv[1], sys.argv[2:]
+sys.argv = ["genrestore", *arguments]
+try:
+    code = main(arguments)
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(report, "w") as out:
+        out.write(peak)
+sys.exit(code)
+"""
 
-    with tempfile.TemporaryFile() as errors:
+
+def peak_memory_run(arguments: Sequence[str]) -> tuple[float, float]:
+    """``(peak resident MB, wall seconds)`` of ``genrestore ARGUMENTS`` in a child process
+    of its own (Linux).  The peak is the child's ``VmHWM``, which starts afresh at exec:
+    ``ru_maxrss`` from ``wait4`` would not do, as exec keeps the high-water mark of the
+    memory it replaces, and a child started from a large process (a test run at 1.4 GB)
+    read that process's peak as its own."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "peak"
+        command = [sys.executable, "-c", _PEAK_CHILD, str(report), *arguments]
         start = time.perf_counter()
-        child = subprocess.Popen(list(command), stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(child.pid, 0)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              check=False)
         wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            errors.seek(0)
-            raise ParameterError(f"{' '.join(command)} failed ({child.returncode}): "
-                                 f"{errors.read().decode(errors='replace').strip()[-500:]}")
-    return usage.ru_maxrss / 1024.0, wall  # ru_maxrss is in KiB on Linux
+        if done.returncode != 0:
+            raise ParameterError(f"genrestore {' '.join(arguments)} failed ({done.returncode}): "
+                                 f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        return int(report.read_text()) / 1024.0, wall  # VmHWM is in kB
 
 
 def memory_benchmark(*, minutes: Sequence[float] = MEMORY_MINUTES, channels: int = 1,
@@ -899,7 +921,6 @@ def memory_benchmark(*, minutes: Sequence[float] = MEMORY_MINUTES, channels: int
     child's peak resident memory and wall time (start-up, reading and 24-bit writing
     included).  The output rate is ``rate`` where genrestore writes it, else 44.1 kHz.  The
     files go to ``folder`` and stay there to be used again (a temporary folder otherwise)."""
-    import sys
 
     from genrestore.io import OUTPUT_RATES_HZ
 
@@ -915,9 +936,9 @@ def memory_benchmark(*, minutes: Sequence[float] = MEMORY_MINUTES, channels: int
             source = write_long_clip(where / f"long_{length:g}min_{rate}_{channels}ch.wav",
                                      length * 60.0, rate=rate, channels=channels)
             out = Path(tmp) / "restored.wav"
-            peak, wall = _peak_rss_run([
-                sys.executable, "-m", "genrestore", "restore", str(source), "-o", str(out),
-                "--preset", preset, "--rate", str(output_rate), "--overwrite", "-q"])
+            peak, wall = peak_memory_run([
+                "restore", str(source), "-o", str(out), "--preset", preset,
+                "--rate", str(output_rate), "--overwrite", "-q"])
             out.unlink(missing_ok=True)
             rows.append(MemoryRow(length, channels, rate, output_rate, peak, wall))
             if progress is not None:
