@@ -922,7 +922,7 @@ def memory_benchmark(*, minutes: Sequence[float] = MEMORY_MINUTES, channels: int
     included).  The output rate is ``rate`` where genrestore writes it, else 44.1 kHz.  The
     files go to ``folder`` and stay there to be used again (a temporary folder otherwise)."""
 
-    from genrestore.io import OUTPUT_RATES_HZ
+    from genrestore.preset import OUTPUT_RATES_HZ
 
     if channels not in (1, 2):
         raise ParameterError("bench --memory: channels must be 1 or 2")

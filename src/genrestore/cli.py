@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import signal
 import sys
@@ -20,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
-from genrestore.io import OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, find_audio_files
 from genrestore.manifest import Manifest, Record, file_digest, settings_digest
 from genrestore.parallel import default_jobs, worker_pool
 from genrestore.preset import (
     DEFAULT_PRESET,
+    OUTPUT_BITS,
+    OUTPUT_FORMATS,
+    OUTPUT_RATES_HZ,
     load_preset,
     parse_set_option,
     preset_names,
@@ -205,6 +206,8 @@ def _walk(inputs: Sequence[str], output: str | None
     output, or an input that only looks like one: it is protected as an input).  A file
     named on the command line is always taken.
     """
+    from genrestore.io import find_audio_files
+
     found: list[tuple[Path, Path]] = []
     skipped: list[Path] = []
     in_output: list[Path] = []
@@ -674,7 +677,7 @@ def _record(manifest: Manifest, outcome: Outcome, settings: str) -> None:
     job, result, error = outcome
 
     def finite(value: float) -> float | None:
-        return round(value, 2) if np.isfinite(value) else None
+        return round(value, 2) if math.isfinite(value) else None
 
     try:  # absolute paths: the same batch run from another folder finds its records
         digest = job.input_sha256 or file_digest(job.source)
@@ -984,7 +987,7 @@ def _report(outcome: tuple[Job, FileResult | None, str | None], failures: list[s
 
 def _finite(value: float | None) -> float | None:
     """A figure for JSON: rounded, NaN and infinities as null."""
-    if value is None or not np.isfinite(value):
+    if value is None or not math.isfinite(value):
         return None
     return round(float(value), 3)
 
@@ -1044,7 +1047,7 @@ def _fold_down_text(mid_side_db: float, loss_db: float) -> str:
     """``mid/side +4.1 dB, mono sum 1.2 dB down`` (the analysis's mono fold-down figures)."""
     from genrestore.analysis import FOLD_DOWN_LIMIT_DB
 
-    if loss_db is None or not np.isfinite(loss_db):
+    if loss_db is None or not math.isfinite(loss_db):
         return "mono fold-down n/a"
     loss = ("mono sum silent (the channels cancel)" if loss_db >= FOLD_DOWN_LIMIT_DB
             else f"mono sum {loss_db:.1f} dB down")
@@ -1078,6 +1081,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     import json
 
     from genrestore.analysis import analyze_file
+    from genrestore.io import find_audio_files
 
     found = find_audio_files(args.inputs)
     if not found:
@@ -1096,7 +1100,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.json:
         def finite(value: Any) -> Any:
-            return None if isinstance(value, float) and not np.isfinite(value) else value
+            return None if isinstance(value, float) and not math.isfinite(value) else value
         print(json.dumps([{k: finite(v) for k, v in r.items()} for r in records], indent=2))
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -1217,6 +1221,8 @@ def _quiet_transformers(verbose: bool) -> None:
 
 def _choose(files: list[tuple[Path, Path]], count: int | None) -> list[tuple[Path, Path]]:
     """``count`` files spread evenly over the sorted list (all when ``count`` is None)."""
+    import numpy as np
+
     if count is None or count >= len(files):
         return files
     picks = np.linspace(0, len(files) - 1, count).round().astype(int)
@@ -1259,6 +1265,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                            whole_process=channels == 1)
             print(bench.format_speed(result) + ("\n" if channels == 1 else ""))
         return EXIT_OK
+    from genrestore.io import find_audio_files
+
     presets = [p.strip() for p in (args.preset or "none,auto").split(",") if p.strip()]
     folder = args.clean or args.real or args.declip or args.match
     found = _choose(sorted(find_audio_files([folder]), key=lambda f: str(f[1])), args.clips)

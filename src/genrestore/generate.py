@@ -39,9 +39,17 @@ import numpy as np
 
 from genrestore import __version__
 from genrestore.errors import FILE_ERRORS, GenrestoreError, ParameterError
-from genrestore.io import MIN_DURATION_S, OUTPUT_BITS, OUTPUT_FORMATS, OUTPUT_RATES_HZ, write_audio
+from genrestore.io import MIN_DURATION_S, write_audio
 from genrestore.manifest import Manifest, Record, file_digest, settings_digest
-from genrestore.preset import DEFAULT_PRESET, Overrides, Preset, load_preset
+from genrestore.preset import (
+    DEFAULT_PRESET,
+    OUTPUT_BITS,
+    OUTPUT_FORMATS,
+    OUTPUT_RATES_HZ,
+    Overrides,
+    Preset,
+    load_preset,
+)
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,12 @@ import numpy as np
 import soundfile as sf
 
 from genrestore.errors import AudioFileError, ParameterError, display_path
+from genrestore.preset import OUTPUT_BITS, OUTPUT_FORMATS
 
 log = logging.getLogger(__name__)
 
 #: Extensions :func:`find_audio_files` picks up when walking a folder.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
-#: Output rates the writer accepts.
-OUTPUT_RATES_HZ = (44100, 48000)
-#: Output word lengths: integer PCM bits, or "32f" for 32-bit float.
-OUTPUT_BITS = ("16", "24", "32f")
-OUTPUT_FORMATS = ("wav", "flac")
 #: Text tags the writer can store (libsndfile's strings: a WAV file's LIST/INFO chunk, a
 #: FLAC file's Vorbis comments).
 TAG_FIELDS = ("title", "copyright", "software", "artist", "comment", "date", "album", "license",

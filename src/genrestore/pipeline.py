@@ -21,10 +21,11 @@ import numpy as np
 from genrestore import stream
 from genrestore.analysis import Analysis, analyze, analyze_blocks, integrated_lufs, true_peak_dbtp
 from genrestore.errors import AudioFileError, ParameterError
-from genrestore.io import OUTPUT_RATES_HZ, probe, read_audio, read_blocks, validate_audio, write_audio
+from genrestore.io import probe, read_audio, read_blocks, validate_audio, write_audio
 from genrestore.parallel import one_blas_thread
 from genrestore.preset import (
     DEFAULT_PRESET,
+    OUTPUT_RATES_HZ,
     DitherSettings,
     Overrides,
     Preset,

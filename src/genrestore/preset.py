@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from genrestore.errors import ParameterError
 
+#: Output rates the writer accepts (:mod:`genrestore.io` re-exports these three: they live
+#: here, with no numpy behind them, so that the CLI's parser is built without numpy).
+OUTPUT_RATES_HZ = (44100, 48000)
+#: Output word lengths: integer PCM bits, or "32f" for 32-bit float.
+OUTPUT_BITS = ("16", "24", "32f")
+OUTPUT_FORMATS = ("wav", "flac")
+
 if TYPE_CHECKING:
     from genrestore.stages import Stage
 
