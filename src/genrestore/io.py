@@ -26,7 +26,11 @@ import numpy as np
 import soundfile as sf
 
 from genrestore.errors import AudioFileError, ParameterError, display_path
+
+# The output rates, word lengths and formats live in genrestore.preset (no numpy behind
+# them, for the CLI's parser); genrestore.io.OUTPUT_RATES_HZ still names the same tuple.
 from genrestore.preset import OUTPUT_BITS, OUTPUT_FORMATS
+from genrestore.preset import OUTPUT_RATES_HZ as OUTPUT_RATES_HZ
 
 log = logging.getLogger(__name__)
 
