@@ -15,6 +15,7 @@ from genrestore.io import (
     find_audio_files,
     quantize,
     read_audio,
+    remove_dead_writers_parts,
     validate_audio,
     write_atomic_text,
     write_audio,
@@ -405,3 +406,22 @@ def test_a_long_tag_is_cut_in_a_wav_and_kept_whole_in_a_flac(
     assert "title tag is cut" in caplog.text
     flac = write_audio(tmp_path / "long.flac", x, 44100, tags={"title": prompt})
     assert read_tags(flac)["title"] == prompt
+
+
+def test_a_killed_writers_part_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    """What a writer killed outright leaves (``.NAME.XXXXXXXX.part``) goes once the batch is
+    done; the output, another file's part, look-alikes and a folder of that name stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "a [1].wav"  # glob characters in the name
+    dst.write_bytes(b"RIFF")
+    dead = out / ".a [1].wav.0a1b2c3d.part"
+    dead.write_bytes(b"half")
+    kept = [out / ".b.wav.0a1b2c3d.part", out / ".a [1].wav.part", out / "a [1].wav.0a1b2c3d.part",
+            out / ".a [1].wav.0a1b2c3d.partial"]
+    for path in kept:
+        path.write_bytes(b"x")
+    (out / ".a [1].wav.deadbeef.part").mkdir()
+    assert remove_dead_writers_parts([dst, tmp_path / "missing" / "x.wav"]) == [dead]
+    assert not dead.exists()
+    assert all(path.exists() for path in [dst, *kept, out / ".a [1].wav.deadbeef.part"])

@@ -466,6 +466,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if stopped is None:  # every writer has finished: what a killed one left is not a file
+        from genrestore.io import remove_dead_writers_parts
+
+        for part in remove_dead_writers_parts([job.destination for job in jobs]):
+            log.info("removed %s, left by a worker that was killed while writing", part)
     done = sum(1 for _, result, _ in outcomes.values() if result is not None)
     if (len(jobs) + len(plan.refusals) > 1 or failures or stopped) and not args.quiet:
         left = len(jobs) - len(outcomes)

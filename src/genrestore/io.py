@@ -437,6 +437,33 @@ def find_audio_files(paths: list[str | os.PathLike[str]]) -> list[tuple[Path, Pa
     return found
 
 
+def remove_dead_writers_parts(destinations: Sequence[Path]) -> list[Path]:
+    """Remove the hidden ``.<name>.<random>.part`` files (:func:`_create_temp`'s) that a
+    writer of one of ``destinations`` left when it was killed outright (SIGKILL, a lost
+    Dask worker, the out-of-memory killer: nothing runs to remove them), and return them.
+    Call it only when every writer of those destinations has finished: a batch calls it once
+    all its files are done.  Each folder is listed once, whatever the number of files."""
+    by_folder: dict[Path, set[str]] = {}
+    for dst in destinations:
+        by_folder.setdefault(dst.parent, set()).add(dst.name)
+    removed: list[Path] = []
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".part")):
+                continue
+            stem, _, suffix = name[1:-len(".part")].rpartition(".")
+            if stem in names and len(suffix) == 8 and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
 def _create_temp(dst: Path) -> Path:
     """Create an empty hidden ``.<name>.<random>.part`` file beside ``dst``.
 
