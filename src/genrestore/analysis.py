@@ -266,11 +266,16 @@ def welch_psd(audio: np.ndarray, sample_rate: int, nperseg: int
     return welch.psd(sample_rate)
 
 
+def long_term_segment(sample_rate: int) -> int:
+    """The Welch segment of :func:`long_term_spectrum`: the power of two at or above 0.1 s."""
+    return 2 ** int(np.ceil(np.log2(0.1 * sample_rate)))
+
+
 def long_term_spectrum(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """Frequencies (Hz) and long-term power spectrum in dB per Hz, channels averaged:
     :func:`welch_psd` with segments of the power of two at or above 0.1 s (equal to
     :func:`scipy.signal.welch` within 1e-4 dB, tests/test_measurements.py)."""
-    freqs, psd = welch_psd(audio, sample_rate, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
+    freqs, psd = welch_psd(audio, sample_rate, long_term_segment(sample_rate))
     return freqs, _db(psd)
 
 
@@ -864,6 +869,12 @@ class _WelchSum:
             self.count += usable
         self.held = x[:, usable * self.step:].copy()
 
+    def level_db(self, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frequencies (Hz) and the density in dB per Hz: :func:`long_term_spectrum`'s
+        reading when the segment is :func:`long_term_segment`'s."""
+        freqs, psd = self.psd(sample_rate)
+        return freqs, _db(psd)
+
     def psd(self, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
         if self.count == 0 and self.held.shape[-1] >= 2:
             # A clip shorter than a segment is one segment of its own length.
@@ -1420,7 +1431,7 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
     :data:`~genrestore.io.MIN_DURATION_S` is a :class:`ParameterError` naming ``source``."""
     # Pass 1: the long-term spectrum (and a finer one for the bass), loudness, sums, extremes,
     # the length.
-    welch = _WelchSum(channels, 2 ** int(np.ceil(np.log2(0.1 * sample_rate))))
+    welch = _WelchSum(channels, long_term_segment(sample_rate))
     fine = _WelchSum(channels, 2 ** int(np.ceil(np.log2(sample_rate / 5.0))))
     loudness = LoudnessSum(channels, sample_rate)
     sums = _Sums(channels)
@@ -1434,8 +1445,7 @@ def analyze_blocks(blocks: Blocks, sample_rate: int, channels: int, *,
         raise ParameterError(f"{source}: too short ({length} samples; at least "
                              f"{MIN_DURATION_S:g} s is needed)")
     loudness.finish()
-    freqs, psd = welch.psd(sample_rate)
-    spectrum = LongTermSpectrum(freqs, _db(psd))
+    spectrum = LongTermSpectrum(*welch.level_db(sample_rate))
     fine_freqs, fine_psd = fine.psd(sample_rate)
     below = fine_freqs <= LOW_SPECTRUM_HZ
     low_spectrum = LongTermSpectrum(fine_freqs[below], _db(fine_psd[below]))

@@ -53,6 +53,7 @@ from genrestore.analysis import (
     array_blocks,
     gated_lufs,
     integrated_lufs,
+    long_term_segment,
 )
 from genrestore.errors import ParameterError
 from genrestore.filters import median
@@ -206,7 +207,7 @@ class OutputMeter:
             self.stft = StftMeasures(self.channels, length, rate, n_fft, analysis.cutoff_hz)
         if (base.octave_levels_db is not None and base.octave_music_db is not None
                 and analysis.duration_s >= MIN_BAND_CHECK_S):
-            self.welch = WelchSum(self.channels, 2 ** int(np.ceil(np.log2(0.1 * rate))))
+            self.welch = WelchSum(self.channels, long_term_segment(rate))
         self.length = length
         self.high = np.full(self.channels, -np.inf)
         self.low = np.full(self.channels, np.inf)
@@ -258,8 +259,7 @@ class OutputMeter:
         if self.stft is not None:
             (floor,) = self.stft.finish((analysis.cutoff_hz,))
         if self.welch is not None:
-            freqs, psd = self.welch.psd(self.rate)
-            octaves = _octave_levels(freqs, 10.0 * np.log10(np.maximum(psd, 1e-30)),
+            octaves = _octave_levels(*self.welch.level_db(self.rate),
                                      min(analysis.cutoff_hz, 8000.0))
         return Measures(octaves, floor, lufs, clipped_runs)
 
