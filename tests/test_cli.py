@@ -381,6 +381,23 @@ def test_bench_speed_says_when_ffmpeg_is_missing(monkeypatch: pytest.MonkeyPatch
     assert theirs is None
 
 
+def test_bench_times_processes_with_the_package_compiled() -> None:
+    """An installed package has its bytecode; the whole-process timing makes sure this copy
+    has it too, so it does not time compiling the source (PYTHONDONTWRITEBYTECODE)."""
+    import importlib.util
+
+    import genrestore
+    from genrestore import bench
+
+    bench.compile_package()
+    sources = sorted(Path(genrestore.__file__).parent.rglob("*.py"))
+    assert len(sources) > 20
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        assert cached.is_file(), source
+        assert cached.stat().st_mtime >= source.stat().st_mtime - 1e-6, source
+
+
 def test_restore_help_states_the_output_rules(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["restore", "--help"])
