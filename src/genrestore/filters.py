@@ -30,6 +30,8 @@ from genrestore.errors import ParameterError
 #: Samples per block, and blocks per group, of the blocked state-space filter.
 _BLOCK = 64
 _GROUP = 32
+#: Groups filtered at a time by :func:`_blocked` (256 KB of float64 a row).
+_CHUNK_GROUPS = 16
 
 
 #: Frames transformed at a time by :func:`windowed_rfft` and :func:`overlap_add_irfft`: a
@@ -177,29 +179,44 @@ def _blocked(sos: np.ndarray, x: np.ndarray, initial: np.ndarray | None = None
     a Toeplitz matrix of the impulse response; the state each block starts with is the
     previous state propagated over a block plus what the previous block's samples fed in.
     Those states are found for :data:`_GROUP` blocks at once from the group's start state
-    (one more product), and only the group start states are carried in a Python loop."""
+    (one more product), and only the group start states are carried in a Python loop.
+    The signal is filtered :data:`_CHUNK_GROUPS` groups at a time into the output, so every
+    temporary is small and reused: whole-signal temporaries cost more in fresh memory (page
+    faults) than the products themselves (2-3x the time, measured on 10-30 s clips)."""
     toeplitz, feed, within, observe, one, whole, carry = _plan(sos.tobytes(), sos.shape[0])
     m = feed.shape[1]
     n, rows = x.shape[-1], x.shape[:-1]
     span = _BLOCK * _GROUP
-    groups = -(-n // span)
-    blocks = np.zeros((*rows, groups * span))
-    blocks[..., :n] = x
-    blocks = blocks.reshape(-1, groups * _GROUP, _BLOCK)
-    count = blocks.shape[0]
-    out = blocks @ toeplitz
-    fed = (blocks @ feed).reshape(count, groups, _GROUP, m)
-    starts = (fed.reshape(count, groups, _GROUP * m) @ within).reshape(count, groups, _GROUP, m)
-    ends = starts[:, :, -1, :] @ one + fed[:, :, -1, :]  # each group's end state from rest
+    total = -(-n // span) * span
+    data = x.reshape(-1, n)
+    count = data.shape[0]
+    out = np.empty((count, total // span, span))
+    out_blocks = out.reshape(count, total // _BLOCK, _BLOCK)
     state = np.zeros((count, m)) if initial is None else initial.reshape(count, m).copy()
-    entering = np.empty((count, groups, m))
-    for g in range(groups):
-        entering[:, g] = state
-        state = state @ whole + ends[:, g]
-    out += starts.reshape(count, groups * _GROUP, m) @ observe
-    out = out.reshape(count, groups, span)
-    out += entering @ carry
-    return out.reshape(*rows, groups * span)[..., :n], state.reshape(*rows, m)
+    step = _CHUNK_GROUPS * span
+    for lo in range(0, total, step):
+        hi = min(lo + step, total)
+        groups = (hi - lo) // span
+        if hi <= n:
+            piece = data[:, lo:hi]
+        else:  # the last groups, zero-padded
+            piece = np.zeros((count, hi - lo))
+            piece[:, :n - lo] = data[:, lo:n]
+        blocks = piece.reshape(count, groups * _GROUP, _BLOCK)
+        chunk = out[:, lo // span:hi // span]  # (count, groups, span): a view
+        np.matmul(blocks, toeplitz, out=out_blocks[:, lo // _BLOCK:hi // _BLOCK])
+        fed = (blocks @ feed).reshape(count, groups, _GROUP, m)
+        starts = (fed.reshape(count, groups, _GROUP * m) @ within).reshape(
+            count, groups, _GROUP, m)
+        ends = starts[:, :, -1, :] @ one + fed[:, :, -1, :]  # each group's end state from rest
+        entering = np.empty((count, groups, m))
+        for g in range(groups):
+            entering[:, g] = state
+            state = state @ whole + ends[:, g]
+        chunk += (starts.reshape(count, groups * _GROUP, m) @ observe).reshape(
+            count, groups, span)
+        chunk += entering @ carry
+    return out.reshape(*rows, total)[..., :n], state.reshape(*rows, m)
 
 
 #: Samples of one group of the blocked filter: :class:`SosStream` filters whole groups.
