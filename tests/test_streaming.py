@@ -392,3 +392,32 @@ def test_a_ten_minute_file_restores_in_less_memory_than_holding_it_would_take(
     whole_at_least_mb = 16 * 600 * 32000 * 4 / 2**20
     assert peak_mb < whole_at_least_mb / 2, f"{peak_mb:.0f} MB"
     assert sf.info(str(tmp_path / "out.wav")).frames == 600 * 44100
+
+
+def test_a_long_file_with_quiet_and_loud_parts_is_compressed_as_a_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dynamics`` sets its threshold from its whole input's loud level: a segment of the
+    quiet part must not be compressed against its own, lower, loud level (it would come out
+    louder than the whole-file restoration by the gain reduction it should not have had)."""
+    import dataclasses
+
+    from genrestore import stream
+    from genrestore.pipeline import load_preset, restore_file
+
+    src = _generator_like(tmp_path / "long.wav", 40.0)
+    x, rate = sf.read(src, dtype="float32", always_2d=True)
+    x[: len(x) // 2] *= np.float32(0.2)  # the first half 14 dB quieter: a range of 10+ LU
+    sf.write(src, x, rate, subtype="FLOAT")
+    preset = dataclasses.replace(load_preset("auto"), guard=False)
+    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    assert next(r for r in whole.reports if r.stage == "dynamics").acted
+    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
+    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
+    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
+    parts = restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
+    assert "segments" in parts.reports[-1].summary
+    a, _ = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
+    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
+    half = len(a) // 2
+    for lo, hi in ((0, half), (half, len(a))):  # each half on its own: the quiet one too
+        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0

@@ -24,10 +24,13 @@ reach a channel's extremes).  A stage it blames is backed off as for a file held
 (:func:`genrestore.pipeline.guard_rounds`): the segments and the loudness passes run again,
 which costs as much time again as the first run, for each stage backed off (twice at most).
 
-What differs from restoring the whole file at once, and why: bandwidth extension sets its
-envelope, the compressor its threshold and the stereo stage its side gain from each segment
-(a minute of music) rather than from the whole file.  tests/test_streaming.py bounds the
-difference.
+What the whole file decides, first passes measure: bandwidth extension's envelope reads the
+whole file's mean power per STFT bin (:func:`_long_term_power`, a pass that runs the stages
+before it) and the compressor's threshold the whole file's loud level
+(:func:`_input_levels`, a pass that runs the stages before ``dynamics``, only when it acts:
+it costs the time of those stages again).  What differs from restoring the whole file at
+once: the stereo stage sets its side gain from each segment rather than from the whole file
+(tests/test_streaming.py bounds the difference).
 """
 
 from __future__ import annotations
@@ -155,6 +158,66 @@ def _long_term_power(blocks: Callable[[], Iterator[np.ndarray]], rate: int, leng
     return None if total is None else (total / frames).astype(np.float32)
 
 
+def _segment_runs(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
+                  core: int, margin: int, stages: tuple[Stage, ...], context: Context,
+                  output_rate_hz: int) -> Iterator[tuple[tuple[StageReport, ...], np.ndarray, int]]:
+    """Run ``stages`` over the file's segments: ``(reports, kept, rate)`` for each, ``kept``
+    the segment's middle at the rate the stages end at (``(channels, samples)``, contiguous);
+    the middles, joined, are the whole file's output.  Each segment's context carries its
+    first frame's index in the whole file's output STFT."""
+    from genrestore.pipeline import _run_stages
+
+    segments = -(-length // core)
+    hop = default_n_fft(output_rate_hz) // OVERLAP
+    written = 0
+    for index, (segment, offset, middle) in enumerate(_segments(blocks, length, core, margin)):
+        lo_out = round(min(index * core - offset, length) * output_rate_hz / rate)
+        here = dataclasses.replace(context, frame_offset=lo_out // hop)
+        run = _run_stages(segment, rate, stages, here)
+        scale = run.sample_rate / rate
+        first = round(offset * scale)
+        count = round(length * scale) - written if index == segments - 1 else round(middle * scale)
+        kept = np.ascontiguousarray(run.audio[:, first:first + count])
+        written += kept.shape[-1]
+        yield run.reports, kept, run.sample_rate
+
+
+def _input_levels(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
+                  core: int, margin: int, pre: tuple[Stage, ...], context: Context
+                  ) -> np.ndarray | None:
+    """``dynamics``' input's 100 ms RMS levels over the whole file
+    (:func:`~genrestore.stages.dynamics.block_levels_dbfs` of what it reads when it runs at
+    once), from a pass over the segments that runs the stages before it; ``None`` when no
+    ``dynamics`` acts.  Its threshold then follows the whole file's loud level, not each
+    segment's: a quiet passage is not compressed against its own loud level."""
+    from genrestore.policy import decide
+    from genrestore.stages.dynamics import _BLOCK_S
+
+    at = next((i for i, s in enumerate(pre) if s.name == "dynamics"), None)
+    if at is None:
+        return None
+    before = pre[:at]
+    rate_there = context.output_rate_hz if any(s.name == "resample" for s in before) else rate
+    if not decide(pre[at], context.analysis, output_rate_hz=context.output_rate_hz,
+                  rate_hz=rate_there).acts:
+        return None
+    block = max(1, int(_BLOCK_S * rate_there))
+    sums: list[np.ndarray] = []
+    held = np.zeros(0)  # energy per sample (channels summed) not yet in a whole block
+    channels = 1
+    for _, kept, _ in _segment_runs(blocks, rate, length, core, margin, before, context,
+                                    context.output_rate_hz):
+        channels = kept.shape[0]
+        energy = np.concatenate([held, np.square(kept, dtype=np.float64).sum(axis=0)])
+        whole = energy.size // block * block
+        sums.append(energy[:whole].reshape(-1, block).sum(axis=1))
+        held = energy[whole:]
+    total = np.concatenate(sums) if sums else np.zeros(0)
+    if total.size == 0:  # shorter than one block: its mean, as block_levels_dbfs
+        total = np.array([held.mean() * block]) if held.size else np.zeros(1)
+    return 10.0 * np.log10(np.maximum(total / (channels * block), 1e-20))
+
+
 def _merged_reports(per_segment: list[tuple[StageReport, ...]]) -> list[StageReport]:
     """One report per stage: the first segment's where it acted (its figures), ``acted`` if
     it acted in any segment."""
@@ -206,7 +269,6 @@ def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: An
              bits: str, fmt: str, tags: Mapping[str, str] | None) -> _Attempt:
     """Run ``stages`` (those before ``loudness``) over the file's segments into the spill
     at ``spill_path``, then choose the loudness stage's gain from passes over the spill."""
-    from genrestore.pipeline import _run_stages
     from genrestore.stages.loudness import (
         _MAX_DRIVE_DB,
         LimiterModel,
@@ -225,30 +287,21 @@ def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: An
     margin = max(1, math.ceil(MARGIN_S * rate / unit)) * unit
     power = _long_term_power(blocks, rate, length, core, margin, pre, context)
     context = Context(analysis=analysis, output_rate_hz=output_rate_hz, long_term_power=power)
+    context = dataclasses.replace(context, input_levels_db=_input_levels(
+        blocks, rate, length, core, margin, pre, context))
     per_segment: list[tuple[StageReport, ...]] = []
-    segments = -(-length // core)
     spill: sf.SoundFile | None = None
     try:
         out_rate, channels, written = rate, analysis.channels, 0
-        hop = default_n_fft(output_rate_hz) // OVERLAP
-        for index, (segment, offset, middle) in enumerate(_segments(blocks, length, core,
-                                                                    margin)):
-            lo_out = round(min(index * core - offset, length) * output_rate_hz / rate)
-            here = dataclasses.replace(context, frame_offset=lo_out // hop)
-            run = _run_stages(segment, rate, pre, here)
-            out_rate, out = run.sample_rate, run.audio
-            scale = out_rate / rate
-            first = round(offset * scale)
-            final = len(per_segment) == segments - 1
-            count = round(length * scale) - written if final else round(middle * scale)
-            kept = np.ascontiguousarray(out[:, first:first + count])
+        for reports, kept, out_rate in _segment_runs(blocks, rate, length, core, margin, pre,
+                                                     context, output_rate_hz):
             if spill is None:
                 channels = kept.shape[0]
                 spill = sf.SoundFile(os.fsencode(spill_path), "w", out_rate, channels,
                                      subtype="FLOAT", format="W64")
             spill.write(kept.T)
             written += kept.shape[-1]
-            per_segment.append(run.reports)
+            per_segment.append(reports)
     finally:
         if spill is not None:
             spill.close()

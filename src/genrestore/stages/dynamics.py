@@ -26,6 +26,13 @@ def block_levels_dbfs(audio: np.ndarray, sample_rate: int, block_s: float = _BLO
     return 10.0 * np.log10(np.maximum((blocks**2).mean(axis=(0, 2)), 1e-20))
 
 
+def loud_level_dbfs(levels_db: np.ndarray, level_percentile: float) -> float:
+    """The loud level :class:`Dynamics` sets its threshold from: the ``level_percentile`` of
+    the 100 ms levels (:func:`block_levels_dbfs`) within 40 dB of the loudest."""
+    active = levels_db[levels_db > levels_db.max() - 40.0]
+    return float(percentile(active, level_percentile))
+
+
 def compress(
     audio: np.ndarray,
     sample_rate: int,
@@ -86,8 +93,10 @@ class Dynamics:
         if declined is not None:
             return audio, sample_rate, declined
         levels = block_levels_dbfs(audio, sample_rate)
-        active = levels[levels > levels.max() - 40.0]
-        loud_db = float(percentile(active, self.level_percentile))
+        # The loud level of the whole input: a segment of a long file (genrestore.stream) is
+        # given the whole file's levels, so a quiet passage is not compressed against its own.
+        whole = levels if context.input_levels_db is None else context.input_levels_db
+        loud_db = loud_level_dbfs(whole, self.level_percentile)
         if loud_db < -90.0:
             return audio, sample_rate, skipped(self.name, "silent")
         threshold = loud_db + self.threshold_offset_db
