@@ -421,3 +421,37 @@ def test_a_long_file_with_quiet_and_loud_parts_is_compressed_as_a_whole(
     half = len(a) // 2
     for lo, hi in ((0, half), (half, len(a))):  # each half on its own: the quiet one too
         assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0
+
+
+def test_a_long_file_is_widened_with_one_side_gain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stereo`` solves its side gain from the whole file's sums: a first half with little
+    above the stage's 250 Hz bass corner must not get a gain of its own (a segment solving
+    for its own correlation widens it far more than the whole file does)."""
+    import dataclasses
+
+    from scipy import signal
+
+    from genrestore import stream
+    from genrestore.pipeline import load_preset, restore_file
+
+    src = _generator_like(tmp_path / "long.wav", 40.0)
+    x, rate = sf.read(src, dtype="float32", always_2d=True)
+    half = len(x) // 2
+    sos = signal.butter(8, 400.0, fs=rate, output="sos")
+    x[:half] = signal.sosfilt(sos, x[:half], axis=0).astype(np.float32)  # dark first half
+    sf.write(src, x, rate, subtype="FLOAT")
+    preset = dataclasses.replace(load_preset("auto", {"stereo": {"enabled": True}}), guard=False)
+    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    assert next(r for r in whole.reports if r.stage == "stereo").acted
+    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
+    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
+    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
+    restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
+    a, out_rate = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
+    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
+    assert a.shape == b.shape
+    assert a.shape[1] == 2
+    cut = round(half * out_rate / rate)
+    for lo, hi in ((0, cut), (cut, len(a))):
+        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0

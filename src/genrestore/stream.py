@@ -24,13 +24,13 @@ reach a channel's extremes).  A stage it blames is backed off as for a file held
 (:func:`genrestore.pipeline.guard_rounds`): the segments and the loudness passes run again,
 which costs as much time again as the first run, for each stage backed off (twice at most).
 
-What the whole file decides, first passes measure: bandwidth extension's envelope reads the
-whole file's mean power per STFT bin (:func:`_long_term_power`, a pass that runs the stages
-before it) and the compressor's threshold the whole file's loud level
-(:func:`_input_levels`, a pass that runs the stages before ``dynamics``, only when it acts:
-it costs the time of those stages again).  What differs from restoring the whole file at
-once: the stereo stage sets its side gain from each segment rather than from the whole file
-(tests/test_streaming.py bounds the difference).
+What a stage decides from its whole input, first passes measure, each running the stages
+before it over the segments (only when the stage acts: each costs the time of those stages
+again): bandwidth extension's envelope reads the whole file's mean power per STFT bin
+(:func:`_long_term_power`), the compressor's threshold the whole file's loud level
+(:func:`_input_levels`) and the stereo stage's side gain the whole file's sums
+(:func:`_side_sums`).  The output is then the whole-file output to float rounding
+(tests/test_streaming.py).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import soundfile as sf
@@ -182,6 +182,23 @@ def _segment_runs(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length:
         yield run.reports, kept, run.sample_rate
 
 
+def _before(pre: tuple[Stage, ...], name: str, context: Context, rate: int
+            ) -> tuple[tuple[Stage, ...], Stage, int] | None:
+    """``(the stages before it, the stage, the rate it runs at)`` for the stage ``name`` of
+    ``pre`` when it acts on this file (the policy's decision); ``None`` otherwise."""
+    from genrestore.policy import decide
+
+    at = next((i for i, s in enumerate(pre) if s.name == name), None)
+    if at is None:
+        return None
+    before = pre[:at]
+    rate_there = context.output_rate_hz if any(s.name == "resample" for s in before) else rate
+    if not decide(pre[at], context.analysis, output_rate_hz=context.output_rate_hz,
+                  rate_hz=rate_there).acts:
+        return None
+    return before, pre[at], rate_there
+
+
 def _input_levels(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
                   core: int, margin: int, pre: tuple[Stage, ...], context: Context
                   ) -> np.ndarray | None:
@@ -190,17 +207,12 @@ def _input_levels(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length:
     once), from a pass over the segments that runs the stages before it; ``None`` when no
     ``dynamics`` acts.  Its threshold then follows the whole file's loud level, not each
     segment's: a quiet passage is not compressed against its own loud level."""
-    from genrestore.policy import decide
     from genrestore.stages.dynamics import _BLOCK_S
 
-    at = next((i for i, s in enumerate(pre) if s.name == "dynamics"), None)
-    if at is None:
+    found = _before(pre, "dynamics", context, rate)
+    if found is None:
         return None
-    before = pre[:at]
-    rate_there = context.output_rate_hz if any(s.name == "resample" for s in before) else rate
-    if not decide(pre[at], context.analysis, output_rate_hz=context.output_rate_hz,
-                  rate_hz=rate_there).acts:
-        return None
+    before, _, rate_there = found
     block = max(1, int(_BLOCK_S * rate_there))
     sums: list[np.ndarray] = []
     held = np.zeros(0)  # energy per sample (channels summed) not yet in a whole block
@@ -216,6 +228,42 @@ def _input_levels(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length:
     if total.size == 0:  # shorter than one block: its mean, as block_levels_dbfs
         total = np.array([held.mean() * block]) if held.size else np.zeros(1)
     return 10.0 * np.log10(np.maximum(total / (channels * block), 1e-20))
+
+
+@dataclasses.dataclass(frozen=True)
+class _SideProbe:
+    """Stands in for the ``stereo`` stage in a first pass: its output is the mono signal that
+    stage widens and its decorrelated side (:meth:`~genrestore.stages.stereo.Stereo.side`),
+    as two channels."""
+
+    stereo: Any
+    name: ClassVar[str] = "stereo"
+
+    def apply(self, audio: np.ndarray, sample_rate: int, context: Context
+              ) -> tuple[np.ndarray, int, StageReport]:
+        mono, side = self.stereo.side(audio, sample_rate)
+        return np.concatenate([mono, side]), sample_rate, StageReport(self.name, False, "")
+
+
+def _side_sums(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
+               core: int, margin: int, pre: tuple[Stage, ...], context: Context
+               ) -> np.ndarray | None:
+    """The sums ``stereo`` solves its side gain from
+    (:func:`~genrestore.stages.stereo.side_sums`) over the whole file, from a pass over the
+    segments that runs the stages before it; ``None`` when no ``stereo`` acts.  Every segment
+    is then widened with the whole file's gain."""
+    from genrestore.stages.stereo import side_sums
+
+    found = _before(pre, "stereo", context, rate)
+    if found is None:
+        return None
+    before, stereo, _ = found
+    total = np.zeros(6)
+    for _, kept, _ in _segment_runs(blocks, rate, length, core, margin,
+                                    (*before, _SideProbe(stereo)), context,
+                                    context.output_rate_hz):
+        total += side_sums(kept[0], kept[1])
+    return total
 
 
 def _merged_reports(per_segment: list[tuple[StageReport, ...]]) -> list[StageReport]:
@@ -287,6 +335,8 @@ def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: An
     margin = max(1, math.ceil(MARGIN_S * rate / unit)) * unit
     power = _long_term_power(blocks, rate, length, core, margin, pre, context)
     context = Context(analysis=analysis, output_rate_hz=output_rate_hz, long_term_power=power)
+    context = dataclasses.replace(
+        context, side_sums=_side_sums(blocks, rate, length, core, margin, pre, context))
     context = dataclasses.replace(context, input_levels_db=_input_levels(
         blocks, rate, length, core, margin, pre, context))
     per_segment: list[tuple[StageReport, ...]] = []

@@ -16,12 +16,14 @@ class Context:
     """Read-only facts a stage may use: the input's analysis and the output rate, and, for a
     file restored in segments (:mod:`genrestore.stream`), what a stage would measure on its
     whole input (``long_term_power``: ``bwe``'s input's mean power per STFT bin;
-    ``input_levels_db``: ``dynamics``' input's 100 ms RMS levels)."""
+    ``input_levels_db``: ``dynamics``' input's 100 ms RMS levels; ``side_sums``: the sums
+    ``stereo`` solves its side gain from)."""
 
     analysis: Analysis
     output_rate_hz: int
     long_term_power: np.ndarray | None = field(default=None, repr=False, compare=False)
     input_levels_db: np.ndarray | None = field(default=None, repr=False, compare=False)
+    side_sums: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: The index, in the whole file's STFT, of the first frame of the audio a stage is given
     #: (0 unless the file is restored in segments): frame-numbered phases follow the file.
     frame_offset: int = 0

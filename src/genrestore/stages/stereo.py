@@ -49,11 +49,21 @@ def decorrelate(mono: np.ndarray, sample_rate: int, *, bass_hz: float = 250.0) -
     return sosfiltfilt(butter2_highpass(bass_hz, sample_rate), s)[np.newaxis]
 
 
+def side_sums(mono: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """The sums :func:`widen` solves its side gain from, of a mono signal and its
+    side from :func:`decorrelate`: ``[n, sum x, sum s, sum x^2, sum s^2, sum x s]`` (float64).
+    Sums of consecutive pieces add up to the whole signal's."""
+    x, s = np.asarray(mono, dtype=np.float64).ravel(), np.asarray(side, dtype=np.float64).ravel()
+    return np.array([x.size, x.sum(), s.sum(), x @ x, s @ s, x @ s])
+
+
 def widen(mono: np.ndarray, sample_rate: int, *, correlation: float = 0.8,
-          bass_hz: float = 250.0) -> np.ndarray:
+          bass_hz: float = 250.0, sums: np.ndarray | None = None) -> np.ndarray:
     """``(1, samples)`` or 1-D mono to ``(2, samples)`` stereo whose mid is the input and
     whose left/right correlation is ``correlation`` (between 0 and 1).  The parameters
-    follow :class:`Stereo`'s rules."""
+    follow :class:`Stereo`'s rules.  ``sums`` (:func:`side_sums`) are those of a whole
+    signal this is a piece of (a segment of a long file): the gain is then the whole
+    signal's, so every piece gets the same."""
     Stereo(correlation=correlation, bass_hz=bass_hz)
     x = as_channels(mono, dtype=np.float64)
     if x.shape[0] != 1:
@@ -64,8 +74,12 @@ def widen(mono: np.ndarray, sample_rate: int, *, correlation: float = 0.8,
         return np.concatenate([x + gain * side, x - gain * side])
 
     # Pearson correlation of x + g s and x - g s from three sums (means removed).
-    xc, sc = x - x.mean(), side - side.mean()
-    sxx, sss, sxs = float(np.sum(xc * xc)), float(np.sum(sc * sc)), float(np.sum(xc * sc))
+    if sums is None:
+        xc, sc = x - x.mean(), side - side.mean()
+        sxx, sss, sxs = float(np.sum(xc * xc)), float(np.sum(sc * sc)), float(np.sum(xc * sc))
+    else:
+        n, sx, ss, sxx, sss, sxs = (float(v) for v in sums)
+        sxx, sss, sxs = sxx - sx * sx / n, sss - ss * ss / n, sxs - sx * ss / n
 
     def error(gain: float) -> float:
         left = sxx + 2 * gain * sxs + gain * gain * sss
@@ -97,6 +111,13 @@ class Stereo:
         if not 20.0 <= self.bass_hz <= 1000.0:
             raise ParameterError("stereo.bass_hz must be between 20 and 1000")
 
+    def side(self, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(mono, side)``: the mono signal this stage widens and its decorrelated side,
+        ``(1, samples)`` float64 each."""
+        mono = np.asarray(audio, dtype=np.float32).mean(axis=0, keepdims=True)
+        x = as_channels(mono, dtype=np.float64)
+        return x, decorrelate(x, sample_rate, bass_hz=self.bass_hz)
+
     def apply(
         self, audio: np.ndarray, sample_rate: int, context: Context
     ) -> tuple[np.ndarray, int, StageReport]:
@@ -104,7 +125,8 @@ class Stereo:
         if declined is not None:
             return audio, sample_rate, declined
         mono = np.asarray(audio, dtype=np.float32).mean(axis=0, keepdims=True)
-        out = widen(mono, sample_rate, correlation=self.correlation, bass_hz=self.bass_hz)
+        out = widen(mono, sample_rate, correlation=self.correlation, bass_hz=self.bass_hz,
+                    sums=context.side_sums)
         reached = interchannel_correlation(out)
         return out, sample_rate, StageReport(
             self.name, True, f"stereo correlation {reached:.2f}",
