@@ -36,13 +36,15 @@ import sys
 from pathlib import Path
 from music21 import corpus, instrument
 
+# The four pieces the README's tables are made on.  Mozart's K. 80 (first movement) hangs
+# fluidsynth at the end of the file here every time, and Schumann's Op. 48 No. 2 in some runs
+# only: a corpus that depends on which renders finish makes a table nobody can remake (the
+# benchmark's --clips N takes files spread over the sorted list), so neither is rendered.
 pieces = {  # name -> (corpus path, General MIDI instrument for every part)
     "bach_bwv66_strings": ("bach/bwv66.6", instrument.StringInstrument()),
     "bach_bwv1_organ": ("bach/bwv1.6", instrument.Organ()),
     "beethoven_op18no1_quartet": ("beethoven/opus18no1/movement1", None),
-    "mozart_k80_quartet": ("mozart/k80/movement1", None),
     "joplin_maple_leaf_piano": ("joplin/maple_leaf_rag", instrument.Piano()),
-    "schumann_op48_piano": ("schumann_robert/opus48no2", instrument.Piano()),
 }
 for name, (path, inst) in pieces.items():
     score = corpus.parse(path)
@@ -51,6 +53,7 @@ for name, (path, inst) in pieces.items():
             part.insert(0, inst)
     score.write("midi", fp=str(Path(sys.argv[1]) / f"{name}.mid"))
 PY
+rm -f "$OUT"/midi/*.wav  # renders of an earlier run (of pieces no longer listed, too)
 for mid in "$TOOLS"/*.mid; do
     name=$(basename "$mid" .mid)
     # A few scores hang fluidsynth at the end of the file: cap each render.
