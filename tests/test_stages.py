@@ -417,3 +417,14 @@ def test_restore_file_dithers_16_bit_output_as_the_preset_says(tmp_path: Path, s
     if shape == "hp_tpdf":  # high-pass shaped: successive errors anti-correlated
         e = error[0] - error[0].mean()
         assert np.mean(e[1:] * e[:-1]) / np.var(e) == pytest.approx(-1 / 3, abs=0.05)
+
+
+def test_widening_from_sums_of_a_constant_is_no_widening() -> None:
+    """Sums of a signal that is all DC (a long file's, gathered segment by segment) centre
+    to a hair either side of zero: that is no content, and no side, not an error."""
+    from genrestore.stages.stereo import decorrelate, side_sums, widen
+
+    for level in (0.1, 0.7):
+        x = np.full((1, 48000), level, dtype=np.float32)
+        out = widen(x, 48000, sums=side_sums(x, decorrelate(x, 48000)))
+        assert np.array_equal(out[0], out[1])

@@ -455,3 +455,39 @@ def test_a_long_file_is_widened_with_one_side_gain(
     cut = round(half * out_rate / rate)
     for lo, hi in ((0, cut), (cut, len(a))):
         assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0
+
+
+@pytest.mark.parametrize("order", ["dynamics first", "dynamics twice"])
+def test_what_a_stage_reads_of_the_whole_file_follows_the_stages_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: str) -> None:
+    """The first passes run in the stages' order, each stage with what it reads of its own
+    whole input: ``dynamics`` before ``bwe`` and ``stereo`` changes what they read, and a
+    second ``dynamics`` reads the first one's output, not its input."""
+    import dataclasses
+
+    from genrestore import stream
+    from genrestore.pipeline import load_preset, restore_file
+
+    src = _generator_like(tmp_path / "long.wav", 40.0)
+    x, rate = sf.read(src, dtype="float32", always_2d=True)
+    x[: len(x) // 2] *= np.float32(0.2)  # quiet first half: dynamics acts
+    sf.write(src, x, rate, subtype="FLOAT")
+    auto = load_preset("auto", {"stereo": {"enabled": True}})
+    stages = {s.name: s for s in auto.stages}
+    names = (["declip", "resample", "dynamics", "denoise", "bwe", "stereo", "eq", "loudness"]
+             if order == "dynamics first" else
+             ["declip", "resample", "denoise", "bwe", "dynamics", "stereo", "eq", "dynamics",
+              "loudness"])
+    preset = dataclasses.replace(auto, stages=tuple(stages[n] for n in names), guard=False)
+    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    assert all(r.acted for r in whole.reports if r.stage in ("dynamics", "stereo", "bwe"))
+    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
+    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
+    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
+    restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
+    a, out_rate = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
+    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
+    assert a.shape == b.shape
+    cut = round(len(x) // 2 * out_rate / rate)
+    for lo, hi in ((0, cut), (cut, len(a))):
+        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0

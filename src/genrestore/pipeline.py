@@ -102,8 +102,11 @@ class _Run:
 
 
 def _run_stages(x: np.ndarray, sample_rate: int, stages: tuple[Stage, ...],
-                context: Context) -> _Run:
-    """Run ``stages`` in order on validated audio; consecutive spectral stages share one STFT."""
+                context: Context | Sequence[Context]) -> _Run:
+    """Run ``stages`` in order on validated audio; consecutive spectral stages share one STFT.
+    ``context`` is every stage's, or one per stage (a long file's segments,
+    :mod:`genrestore.stream`)."""
+    contexts = [context] * len(stages) if isinstance(context, Context) else list(context)
     clock = time.perf_counter()
     timings: list[tuple[str, float]] = []
 
@@ -122,7 +125,7 @@ def _run_stages(x: np.ndarray, sample_rate: int, stages: tuple[Stage, ...],
             lap("stft")
             changed = False
             while i < len(stages) and isinstance(stages[i], SpectralStage):
-                spec, report = stages[i].apply_spectrum(spec, context)
+                spec, report = stages[i].apply_spectrum(spec, contexts[i])
                 lap(stages[i].name)
                 changed |= report.acted
                 reports.append(report)
@@ -131,7 +134,7 @@ def _run_stages(x: np.ndarray, sample_rate: int, stages: tuple[Stage, ...],
                 x = istft(spec)
                 lap("istft")
             continue
-        x, rate, report = stages[i].apply(x, rate, context)
+        x, rate, report = stages[i].apply(x, rate, contexts[i])
         lap(stages[i].name)
         reports.append(report)
         i += 1

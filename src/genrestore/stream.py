@@ -118,108 +118,95 @@ def _segments(blocks: Callable[[], Iterator[np.ndarray]], length: int, core: int
             held_from = keep_from
 
 
-def _long_term_power(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
-                     core: int, margin: int, pre: tuple[Stage, ...], context: Context
-                     ) -> np.ndarray | None:
+#: A source of the file's blocks, read once per pass (:data:`genrestore.analysis.Blocks`).
+_Source = Callable[[], Iterator[np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    """How a long file is cut: its length, and the segments' middles and margins (samples
+    at the input rate ``rate``)."""
+
+    rate: int
+    length: int
+    core: int
+    margin: int
+
+
+def _segment_runs(blocks: _Source, at: _Geometry, stages: tuple[Stage, ...],
+                  contexts: tuple[Context, ...], output_rate_hz: int
+                  ) -> Iterator[tuple[tuple[StageReport, ...], np.ndarray, int]]:
+    """Run ``stages`` (each with its context of ``contexts``) over the file's segments:
+    ``(reports, kept, rate)`` for each, ``kept`` the segment's middle at the rate the stages
+    end at (``(channels, samples)``, contiguous); the middles, joined, are the whole file's
+    output.  Each segment's contexts carry its first frame's index in the whole file's output
+    STFT."""
+    from genrestore.pipeline import _run_stages
+
+    segments = -(-at.length // at.core)
+    hop = default_n_fft(output_rate_hz) // OVERLAP
+    written = 0
+    for index, (segment, offset, middle) in enumerate(_segments(blocks, at.length, at.core,
+                                                                at.margin)):
+        lo_out = round(min(index * at.core - offset, at.length) * output_rate_hz / at.rate)
+        here = tuple(dataclasses.replace(c, frame_offset=lo_out // hop) for c in contexts)
+        run = _run_stages(segment, at.rate, stages, here)
+        scale = run.sample_rate / at.rate
+        first = round(offset * scale)
+        count = (round(at.length * scale) - written if index == segments - 1
+                 else round(middle * scale))
+        kept = np.ascontiguousarray(run.audio[:, first:first + count])
+        written += kept.shape[-1]
+        yield run.reports, kept, run.sample_rate
+
+
+def _long_term_power(blocks: _Source, at: _Geometry, before: tuple[Stage, ...],
+                     contexts: tuple[Context, ...], stage: Stage, base: Context
+                     ) -> np.ndarray:
     """``bwe``'s input's mean power per STFT bin over the whole file (what it reads of its
     whole input when it runs at once), from a pass over the segments that runs the stages
-    before it and the spectral stages sharing its STFT; ``None`` when no ``bwe`` acts."""
+    ``before`` it and the spectral stages sharing its STFT."""
     from genrestore.pipeline import _run_stages
-    from genrestore.policy import decide
     from genrestore.spectral import bin_power_sum, stft
     from genrestore.stages import SpectralStage
 
-    at = next((i for i, s in enumerate(pre) if s.name == "bwe"), None)
-    if at is None:
-        return None
-    first = at
-    while first > 0 and isinstance(pre[first - 1], SpectralStage):
+    first = len(before)
+    while first > 0 and isinstance(before[first - 1], SpectralStage):
         first -= 1
-    head, spectral = pre[:first], pre[first:at]
-    rate_there = context.output_rate_hz if any(s.name == "resample" for s in head) else rate
-    if not decide(pre[at], context.analysis, output_rate_hz=context.output_rate_hz,
-                  rate_hz=rate_there).acts:
-        return None
     total: np.ndarray | None = None
     frames = 0
-    count = -(-length // core)
-    for k, (segment, offset, middle) in enumerate(_segments(blocks, length, core, margin)):
-        run = _run_stages(segment, rate, head, context)
+    count = -(-at.length // at.core)
+    for k, (segment, offset, middle) in enumerate(_segments(blocks, at.length, at.core,
+                                                            at.margin)):
+        run = _run_stages(segment, at.rate, before[:first], contexts[:first])
         spec = stft(run.audio, run.sample_rate)
-        for stage in spectral:
-            spec, _ = stage.apply_spectrum(spec, context)
-        scale = run.sample_rate / rate
+        for spectral, context in zip(before[first:], contexts[first:], strict=True):
+            spec, _ = spectral.apply_spectrum(spec, context)
+        scale = run.sample_rate / at.rate
         lo = round(offset * scale) // spec.hop  # the frames whose hop starts in the middle
         hi = spec.data.shape[1] if k == count - 1 else round((offset + middle) * scale) // spec.hop
         part = spec.data[:, lo:hi]
         power = bin_power_sum(part)
         total = power if total is None else total + power
         frames += (hi - lo) * part.shape[0]
-    return None if total is None else (total / frames).astype(np.float32)
+    assert total is not None  # a file has at least one segment
+    return (total / frames).astype(np.float32)
 
 
-def _segment_runs(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
-                  core: int, margin: int, stages: tuple[Stage, ...], context: Context,
-                  output_rate_hz: int) -> Iterator[tuple[tuple[StageReport, ...], np.ndarray, int]]:
-    """Run ``stages`` over the file's segments: ``(reports, kept, rate)`` for each, ``kept``
-    the segment's middle at the rate the stages end at (``(channels, samples)``, contiguous);
-    the middles, joined, are the whole file's output.  Each segment's context carries its
-    first frame's index in the whole file's output STFT."""
-    from genrestore.pipeline import _run_stages
-
-    segments = -(-length // core)
-    hop = default_n_fft(output_rate_hz) // OVERLAP
-    written = 0
-    for index, (segment, offset, middle) in enumerate(_segments(blocks, length, core, margin)):
-        lo_out = round(min(index * core - offset, length) * output_rate_hz / rate)
-        here = dataclasses.replace(context, frame_offset=lo_out // hop)
-        run = _run_stages(segment, rate, stages, here)
-        scale = run.sample_rate / rate
-        first = round(offset * scale)
-        count = round(length * scale) - written if index == segments - 1 else round(middle * scale)
-        kept = np.ascontiguousarray(run.audio[:, first:first + count])
-        written += kept.shape[-1]
-        yield run.reports, kept, run.sample_rate
-
-
-def _before(pre: tuple[Stage, ...], name: str, context: Context, rate: int
-            ) -> tuple[tuple[Stage, ...], Stage, int] | None:
-    """``(the stages before it, the stage, the rate it runs at)`` for the stage ``name`` of
-    ``pre`` when it acts on this file (the policy's decision); ``None`` otherwise."""
-    from genrestore.policy import decide
-
-    at = next((i for i, s in enumerate(pre) if s.name == name), None)
-    if at is None:
-        return None
-    before = pre[:at]
-    rate_there = context.output_rate_hz if any(s.name == "resample" for s in before) else rate
-    if not decide(pre[at], context.analysis, output_rate_hz=context.output_rate_hz,
-                  rate_hz=rate_there).acts:
-        return None
-    return before, pre[at], rate_there
-
-
-def _input_levels(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
-                  core: int, margin: int, pre: tuple[Stage, ...], context: Context
-                  ) -> np.ndarray | None:
+def _input_levels(blocks: _Source, at: _Geometry, before: tuple[Stage, ...],
+                  contexts: tuple[Context, ...], stage: Stage, base: Context) -> np.ndarray:
     """``dynamics``' input's 100 ms RMS levels over the whole file
     (:func:`~genrestore.stages.dynamics.block_levels_dbfs` of what it reads when it runs at
-    once), from a pass over the segments that runs the stages before it; ``None`` when no
-    ``dynamics`` acts.  Its threshold then follows the whole file's loud level, not each
-    segment's: a quiet passage is not compressed against its own loud level."""
+    once), from a pass over the segments that runs the stages ``before`` it.  Its threshold
+    then follows the whole file's loud level, not each segment's: a quiet passage is not
+    compressed against its own loud level."""
     from genrestore.stages.dynamics import _BLOCK_S
 
-    found = _before(pre, "dynamics", context, rate)
-    if found is None:
-        return None
-    before, _, rate_there = found
-    block = max(1, int(_BLOCK_S * rate_there))
     sums: list[np.ndarray] = []
     held = np.zeros(0)  # energy per sample (channels summed) not yet in a whole block
-    channels = 1
-    for _, kept, _ in _segment_runs(blocks, rate, length, core, margin, before, context,
-                                    context.output_rate_hz):
-        channels = kept.shape[0]
+    channels, block = 1, 1
+    for _, kept, rate in _segment_runs(blocks, at, before, contexts, base.output_rate_hz):
+        channels, block = kept.shape[0], max(1, int(_BLOCK_S * rate))
         energy = np.concatenate([held, np.square(kept, dtype=np.float64).sum(axis=0)])
         whole = energy.size // block * block
         sums.append(energy[:whole].reshape(-1, block).sum(axis=1))
@@ -245,25 +232,56 @@ class _SideProbe:
         return np.concatenate([mono, side]), sample_rate, StageReport(self.name, False, "")
 
 
-def _side_sums(blocks: Callable[[], Iterator[np.ndarray]], rate: int, length: int,
-               core: int, margin: int, pre: tuple[Stage, ...], context: Context
-               ) -> np.ndarray | None:
+def _side_sums(blocks: _Source, at: _Geometry, before: tuple[Stage, ...],
+               contexts: tuple[Context, ...], stage: Stage, base: Context) -> np.ndarray:
     """The sums ``stereo`` solves its side gain from
     (:func:`~genrestore.stages.stereo.side_sums`) over the whole file, from a pass over the
-    segments that runs the stages before it; ``None`` when no ``stereo`` acts.  Every segment
-    is then widened with the whole file's gain."""
+    segments that runs the stages ``before`` it.  Every segment is then widened with the
+    whole file's gain."""
     from genrestore.stages.stereo import side_sums
 
-    found = _before(pre, "stereo", context, rate)
-    if found is None:
-        return None
-    before, stereo, _ = found
     total = np.zeros(6)
-    for _, kept, _ in _segment_runs(blocks, rate, length, core, margin,
-                                    (*before, _SideProbe(stereo)), context,
-                                    context.output_rate_hz):
+    for _, kept, _ in _segment_runs(blocks, at, (*before, _SideProbe(stage)),
+                                    (*contexts, base), base.output_rate_hz):
         total += side_sums(kept[0], kept[1])
     return total
+
+
+#: What a stage reads of its whole input, when a file is restored in segments: the
+#: :class:`~genrestore.stages.Context` field and the pass that gathers it.
+_WHOLE_INPUT: dict[str, tuple[str, Callable[..., np.ndarray]]] = {
+    "bwe": ("long_term_power", _long_term_power),
+    "stereo": ("side_sums", _side_sums),
+    "dynamics": ("input_levels_db", _input_levels),
+}
+
+
+def _stage_contexts(blocks: _Source, at: _Geometry, pre: tuple[Stage, ...], base: Context,
+                    cache: dict[tuple[int, ...], np.ndarray]) -> tuple[Context, ...]:
+    """Each stage's context for a file restored in segments: ``base``, plus, for a stage of
+    :data:`_WHOLE_INPUT` that acts (the policy's decision), what it reads of its whole input,
+    gathered by a pass that runs the stages before it (with their own contexts), in the
+    stages' order.  ``cache`` keeps what was gathered, by the stages up to and including the
+    one it is for: the guard's next attempt, which drops a stage, runs again only the passes
+    for stages after the one dropped."""
+    from genrestore.policy import decide
+
+    contexts: list[Context] = []
+    for i, stage in enumerate(pre):
+        context = base
+        if stage.name in _WHOLE_INPUT:
+            before = pre[:i]
+            rate_there = (base.output_rate_hz if any(s.name == "resample" for s in before)
+                          else at.rate)
+            if decide(stage, base.analysis, output_rate_hz=base.output_rate_hz,
+                      rate_hz=rate_there).acts:
+                field, gather = _WHOLE_INPUT[stage.name]
+                key = tuple(id(s) for s in pre[:i + 1])
+                if key not in cache:
+                    cache[key] = gather(blocks, at, before, tuple(contexts), stage, base)
+                context = dataclasses.replace(base, **{field: cache[key]})
+        contexts.append(context)
+    return tuple(contexts)
 
 
 def _merged_reports(per_segment: list[tuple[StageReport, ...]]) -> list[StageReport]:
@@ -314,9 +332,11 @@ class _Attempt:
 
 def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: Analysis,
              stages: tuple[Stage, ...], output_rate_hz: int, preset: Preset, spill_path: Path,
-             bits: str, fmt: str, tags: Mapping[str, str] | None) -> _Attempt:
+             bits: str, fmt: str, tags: Mapping[str, str] | None,
+             cache: dict[tuple[int, ...], np.ndarray] | None = None) -> _Attempt:
     """Run ``stages`` (those before ``loudness``) over the file's segments into the spill
-    at ``spill_path``, then choose the loudness stage's gain from passes over the spill."""
+    at ``spill_path``, then choose the loudness stage's gain from passes over the spill.
+    ``cache`` as for :func:`_stage_contexts` (kept by the caller across attempts)."""
     from genrestore.stages.loudness import (
         _MAX_DRIVE_DB,
         LimiterModel,
@@ -333,18 +353,14 @@ def _attempt(blocks: Callable[[], Iterator[np.ndarray]], rate: int, analysis: An
     unit = _alignment(rate, output_rate_hz, preset)
     core = max(1, round(SEGMENT_S * rate / unit)) * unit
     margin = max(1, math.ceil(MARGIN_S * rate / unit)) * unit
-    power = _long_term_power(blocks, rate, length, core, margin, pre, context)
-    context = Context(analysis=analysis, output_rate_hz=output_rate_hz, long_term_power=power)
-    context = dataclasses.replace(
-        context, side_sums=_side_sums(blocks, rate, length, core, margin, pre, context))
-    context = dataclasses.replace(context, input_levels_db=_input_levels(
-        blocks, rate, length, core, margin, pre, context))
+    at = _Geometry(rate, length, core, margin)
+    contexts = _stage_contexts(blocks, at, pre, context, {} if cache is None else cache)
     per_segment: list[tuple[StageReport, ...]] = []
     spill: sf.SoundFile | None = None
     try:
         out_rate, channels, written = rate, analysis.channels, 0
-        for reports, kept, out_rate in _segment_runs(blocks, rate, length, core, margin, pre,
-                                                     context, output_rate_hz):
+        for reports, kept, out_rate in _segment_runs(blocks, at, pre, contexts,
+                                                     output_rate_hz):
             if spill is None:
                 channels = kept.shape[0]
                 spill = sf.SoundFile(os.fsencode(spill_path), "w", out_rate, channels,
@@ -471,9 +487,10 @@ def restore_segmented(
     tags: Mapping[str, str] | None = None,
     started: float | None = None,
 ) -> FileResult:
-    """Restore a long file given as a :data:`~genrestore.analysis.Blocks` source (read twice
-    more after its analysis, and twice again for each stage the guard backs off) in bounded
-    memory, and write ``destination`` atomically: see the module's text.  The arguments are
+    """Restore a long file given as a :data:`~genrestore.analysis.Blocks` source in bounded
+    memory, and write ``destination`` atomically: see the module's text.  The source is read
+    once more after its analysis, once for each first pass (:func:`_stage_contexts`: up to
+    three), and again for each stage the guard backs off.  The arguments are
     :func:`genrestore.pipeline.restore_to_file`'s."""
     from genrestore.pipeline import FileResult, guard_rounds
     from genrestore.stages.match import reference_paths
@@ -483,13 +500,14 @@ def restore_segmented(
     refused, fmt = check_destination(dst, bits, file_format, overwrite,
                                      (*protect, *reference_paths(preset)), keep_identical)
     spills: list[Path] = []
+    gathered: dict[tuple[int, ...], np.ndarray] = {}  # the first passes', across attempts
 
     def attempt(stages: tuple[Stage, ...]) -> _Attempt:
         for old in spills:  # the attempt the guard rejected
             old.unlink(missing_ok=True)
         spills.append(_create_temp(dst.with_name(dst.name + ".spill")))
         return _attempt(blocks, rate, analysis, stages, output_rate_hz, preset, spills[-1],
-                        bits, fmt, tags)
+                        bits, fmt, tags, gathered)
 
     try:
         done = attempt(preset.stages)

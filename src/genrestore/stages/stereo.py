@@ -78,8 +78,13 @@ def widen(mono: np.ndarray, sample_rate: int, *, correlation: float = 0.8,
         xc, sc = x - x.mean(), side - side.mean()
         sxx, sss, sxs = float(np.sum(xc * xc)), float(np.sum(sc * sc)), float(np.sum(xc * sc))
     else:
-        n, sx, ss, sxx, sss, sxs = (float(v) for v in sums)
-        sxx, sss, sxs = sxx - sx * sx / n, sss - ss * ss / n, sxs - sx * ss / n
+        n, sx, ss, raw_xx, raw_ss, sxs = (float(v) for v in sums)
+        # Centred by subtraction: a signal that is nearly all DC can come out a hair under
+        # zero; what is left under 1e-12 of the raw sum is rounding, and counts as nothing.
+        sxx, sss = raw_xx - sx * sx / n, raw_ss - ss * ss / n
+        sxx = sxx if sxx > 1e-12 * raw_xx else 0.0
+        sss = sss if sss > 1e-12 * raw_ss else 0.0
+        sxs = sxs - sx * ss / n
 
     def error(gain: float) -> float:
         left = sxx + 2 * gain * sxs + gain * gain * sss
