@@ -164,6 +164,21 @@ def test_corrections_are_clamped() -> None:
     assert min(plan.correction_db) == pytest.approx(-3.0)
 
 
+def test_cuts_may_go_deeper_than_boosts_by_default() -> None:
+    """A boost raises the clip's hiss with its music, a cut lowers it: by default a band is
+    cut by up to 24 dB and boosted by up to 12."""
+    clip = shaped_noise(10)
+    reference = reference_profile(shaped_noise(11, tilt_db_per_octave=6.0), RATE)  # +-24 dB
+    plan = plan_match(clip, RATE, reference)
+    assert max(plan.wanted_db) > 14.0
+    assert min(plan.wanted_db) < -14.0
+    assert max(plan.correction_db) == pytest.approx(12.0)
+    assert min(plan.correction_db) < -14.0  # beyond the boosts' clamp
+    assert min(plan.correction_db) >= -24.0 - 1e-9
+    assert Match().max_cut_db == 24.0
+    assert Match().max_boost_db == 12.0
+
+
 def test_parameters_are_checked() -> None:
     for bad in ({"strength": 1.5}, {"max_boost_db": 30.0}, {"low_hz": 5.0},
                 {"high_hz": 30000.0}, {"reference": 3}):

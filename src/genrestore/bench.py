@@ -6,6 +6,7 @@ of long files)."""
 from __future__ import annotations
 
 import csv
+import logging
 import statistics
 import tempfile
 import time
@@ -38,6 +39,8 @@ from genrestore.stages.match import (
 )
 from genrestore.stages.resample import resample
 from genrestore.synth import render_song
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,10 @@ def compile_package() -> None:
 
     import genrestore
 
-    compileall.compile_dir(Path(genrestore.__file__).parent, quiet=1)
+    folder = Path(genrestore.__file__).parent
+    if not compileall.compile_dir(folder, quiet=1):
+        log.warning("could not write the bytecode of %s: the whole-process times include "
+                    "compiling it", folder)
 
 
 def process_times(clip: np.ndarray, rate: int, preset: str, repeats: int
@@ -559,7 +565,7 @@ class MatchRow:
     before_db: float  # RMS band difference to the reference, restored without it
     after_db: float  # ... restored with it
     stage_after_db: float  # ... as the match stage left it, before the loudness stage
-    clamped: int  # bands whose wanted change exceeds the stage's +-12 dB
+    clamped: int  # bands whose wanted change is beyond the stage's clamp (max boost / cut)
     self_change_db: float  # largest band change: the restored clip matched to itself (a file)
     chain_self_change_db: float  # ... restored again by the preset with it as the reference
     lufs: float  # loudness of the matched output
@@ -608,7 +614,8 @@ def match_clip(clean: np.ndarray, sample_rate: int, reference: ReferenceProfile,
         return float(np.max(np.abs(moved), initial=0.0))
 
     details = report.details if report else {}
-    clamped = sum(abs(v) > 12.0 for v in details.get("wanted_db", []))
+    boost, cut = details.get("max_boost_db", 0.0), details.get("max_cut_db", 0.0)
+    clamped = sum(v > boost or v < -cut for v in details.get("wanted_db", []))
     return MatchRow(name, reference_name, degradation, high, int(mask.sum()), before, after,
                     float(details.get("rms_after_db", float("nan"))), clamped, change(itself),
                     change(again.audio),
@@ -651,7 +658,7 @@ MATCH_AIM_DB = 1.5
 def format_match(rows: Sequence[MatchRow]) -> str:
     """Markdown: one row per clip and reference, then the summary."""
     lines = ["| clip | reference | degradation | bands (60 Hz-top) | before dB | after dB | "
-             "after, before loudness dB | bands beyond +-12 dB | "
+             "after, before loudness dB | bands beyond the clamp | "
              "self-match dB | self-match in the chain dB | LUFS (reference) |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     lines += [f"| {r.clip} | {r.reference} | {r.degradation} | {r.bands} (to "
@@ -668,7 +675,7 @@ def format_match(rows: Sequence[MatchRow]) -> str:
                       f"{np.mean(after):.2f} dB, max {max(after):.2f} dB; "
                       f"{sum(a <= MATCH_AIM_DB for a in after)} of {len(rows)} within "
                       f"{MATCH_AIM_DB:g} dB ({reachable_ok} of {len(reachable)} "
-                      f"that need no band beyond +-12 dB); self-match largest band change "
+                      f"that need no band beyond the stage's clamp); self-match largest band change "
                       f"{max(r.self_change_db for r in rows):.3f} dB "
                       f"({max(r.chain_self_change_db for r in rows):.2f} dB in the chain)"]
     return "\n".join(lines)
