@@ -394,6 +394,30 @@ def test_a_ten_minute_file_restores_in_less_memory_than_holding_it_would_take(
     assert sf.info(str(tmp_path / "out.wav")).frames == 600 * 44100
 
 
+def _whole_then_in_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, src: Path,
+                            preset: object) -> tuple[np.ndarray, np.ndarray, int, object]:
+    """``src`` restored whole and then in 8 s segments (3 s margins), 32-bit float:
+    ``(whole, segmented, output rate, the whole restoration's FileResult)``."""
+    from genrestore import stream
+    from genrestore.pipeline import restore_file
+
+    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
+    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
+    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
+    parts = restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
+    assert "segments" in parts.reports[-1].summary  # it was restored in segments
+    a, out_rate = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
+    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
+    assert a.shape == b.shape
+    return a, b, out_rate, whole
+
+
+def _each_half_is_the_whole_files(a: np.ndarray, b: np.ndarray, cut: int) -> None:
+    for lo, hi in ((0, cut), (cut, len(a))):  # each half on its own: a quiet one too
+        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0
+
+
 def test_a_long_file_with_quiet_and_loud_parts_is_compressed_as_a_whole(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``dynamics`` sets its threshold from its whole input's loud level: a segment of the
@@ -401,26 +425,16 @@ def test_a_long_file_with_quiet_and_loud_parts_is_compressed_as_a_whole(
     louder than the whole-file restoration by the gain reduction it should not have had)."""
     import dataclasses
 
-    from genrestore import stream
-    from genrestore.pipeline import load_preset, restore_file
+    from genrestore.pipeline import load_preset
 
     src = _generator_like(tmp_path / "long.wav", 40.0)
     x, rate = sf.read(src, dtype="float32", always_2d=True)
     x[: len(x) // 2] *= np.float32(0.2)  # the first half 14 dB quieter: a range of 10+ LU
     sf.write(src, x, rate, subtype="FLOAT")
     preset = dataclasses.replace(load_preset("auto"), guard=False)
-    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    a, b, out_rate, whole = _whole_then_in_segments(tmp_path, monkeypatch, src, preset)
     assert next(r for r in whole.reports if r.stage == "dynamics").acted
-    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
-    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
-    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
-    parts = restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
-    assert "segments" in parts.reports[-1].summary
-    a, _ = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
-    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
-    half = len(a) // 2
-    for lo, hi in ((0, half), (half, len(a))):  # each half on its own: the quiet one too
-        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0
+    _each_half_is_the_whole_files(a, b, round(len(x) // 2 * out_rate / rate))
 
 
 def test_a_long_file_is_widened_with_one_side_gain(
@@ -432,8 +446,7 @@ def test_a_long_file_is_widened_with_one_side_gain(
 
     from scipy import signal
 
-    from genrestore import stream
-    from genrestore.pipeline import load_preset, restore_file
+    from genrestore.pipeline import load_preset
 
     src = _generator_like(tmp_path / "long.wav", 40.0)
     x, rate = sf.read(src, dtype="float32", always_2d=True)
@@ -442,19 +455,10 @@ def test_a_long_file_is_widened_with_one_side_gain(
     x[:half] = signal.sosfilt(sos, x[:half], axis=0).astype(np.float32)  # dark first half
     sf.write(src, x, rate, subtype="FLOAT")
     preset = dataclasses.replace(load_preset("auto", {"stereo": {"enabled": True}}), guard=False)
-    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    a, b, out_rate, whole = _whole_then_in_segments(tmp_path, monkeypatch, src, preset)
     assert next(r for r in whole.reports if r.stage == "stereo").acted
-    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
-    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
-    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
-    restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
-    a, out_rate = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
-    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
-    assert a.shape == b.shape
     assert a.shape[1] == 2
-    cut = round(half * out_rate / rate)
-    for lo, hi in ((0, cut), (cut, len(a))):
-        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0
+    _each_half_is_the_whole_files(a, b, round(half * out_rate / rate))
 
 
 @pytest.mark.parametrize("order", ["dynamics first", "dynamics twice"])
@@ -465,8 +469,7 @@ def test_what_a_stage_reads_of_the_whole_file_follows_the_stages_order(
     second ``dynamics`` reads the first one's output, not its input."""
     import dataclasses
 
-    from genrestore import stream
-    from genrestore.pipeline import load_preset, restore_file
+    from genrestore.pipeline import load_preset
 
     src = _generator_like(tmp_path / "long.wav", 40.0)
     x, rate = sf.read(src, dtype="float32", always_2d=True)
@@ -479,15 +482,6 @@ def test_what_a_stage_reads_of_the_whole_file_follows_the_stages_order(
              ["declip", "resample", "denoise", "bwe", "dynamics", "stereo", "eq", "dynamics",
               "loudness"])
     preset = dataclasses.replace(auto, stages=tuple(stages[n] for n in names), guard=False)
-    whole = restore_file(src, tmp_path / "whole.wav", preset=preset, bits="32f")
+    a, b, out_rate, whole = _whole_then_in_segments(tmp_path, monkeypatch, src, preset)
     assert all(r.acted for r in whole.reports if r.stage in ("dynamics", "stereo", "bwe"))
-    monkeypatch.setattr(stream, "THRESHOLD_S", 10.0)
-    monkeypatch.setattr(stream, "SEGMENT_S", 8.0)
-    monkeypatch.setattr(stream, "MARGIN_S", 3.0)
-    restore_file(src, tmp_path / "parts.wav", preset=preset, bits="32f")
-    a, out_rate = sf.read(tmp_path / "whole.wav", dtype="float64", always_2d=True)
-    b, _ = sf.read(tmp_path / "parts.wav", dtype="float64", always_2d=True)
-    assert a.shape == b.shape
-    cut = round(len(x) // 2 * out_rate / rate)
-    for lo, hi in ((0, cut), (cut, len(a))):
-        assert _level_db(a[lo:hi] - b[lo:hi]) - _level_db(a[lo:hi]) < -80.0
+    _each_half_is_the_whole_files(a, b, round(len(x) // 2 * out_rate / rate))
