@@ -428,3 +428,51 @@ def test_widening_from_sums_of_a_constant_is_no_widening() -> None:
         x = np.full((1, 48000), level, dtype=np.float32)
         out = widen(x, 48000, sums=side_sums(x, decorrelate(x, 48000)))
         assert np.array_equal(out[0], out[1])
+
+
+def _harmonics_below(cutoff_hz: float, rate: int, seconds: float) -> np.ndarray:
+    """Harmonics of 200 Hz from 1 kHz up to ``cutoff_hz`` (lines 200 Hz apart) over a
+    -90 dBFS white floor: a tonal source band for bandwidth extension."""
+    t = np.arange(int(rate * seconds)) / rate
+    x = sum(0.02 * np.sin(2 * np.pi * f * t + f) for f in np.arange(1000.0, cutoff_hz, 200.0))
+    return (x[np.newaxis] + white(rate, seconds, -90)).astype(np.float32)
+
+
+@pytest.mark.parametrize("whiten", [0.5, 1.0])
+def test_bwe_whitening_spreads_copied_lines_and_keeps_the_envelope(whiten: float) -> None:
+    """The plan's per-bin gains put every new bin on the envelope in the long term, so a
+    source band of lines 200 Hz apart over a -90 dBFS floor, copied as it is, has its gaps'
+    floor (Hann leakage 30-40 dB under them) raised that much more than its lines.  Whitened,
+    each frame's power is spread
+    over WHITEN_HZ (360 Hz: about two lines) before the gains are worked out, so gaps and
+    lines get about the same gain: at 0.5 a gap copies half the spread power, 1/17 of two
+    lines' (about 10 dB of gain between them), at 1.0 both copy the spread power.  The new
+    band's long-term level is the envelope's either way."""
+    from genrestore.spectral import stft
+    from genrestore.stages.bwe import extend_spectrum, plan_extension
+
+    rate, cutoff = 44100, 8000.0
+    spec = stft(_harmonics_below(cutoff, rate, 3.0), rate)
+    freqs = spec.freqs_hz
+
+    def plan_and_band(amount: float) -> tuple[np.ndarray, np.ndarray]:
+        plan = plan_extension(spec, cutoff, whiten=amount)
+        inside = (freqs[plan.target_bins] > 9000.0) & (freqs[plan.target_bins] < 15000.0)
+        added = extend_spectrum(spec, plan).data - spec.data
+        band = (freqs > 9000.0) & (freqs < 15000.0)
+        return plan.gains[inside], np.mean(np.abs(added[0][:, band]) ** 2, axis=0)
+
+    (copied_gains, copied), (whitened_gains, whitened) = plan_and_band(0.0), plan_and_band(whiten)
+
+    def range_db(gains: np.ndarray) -> float:  # the gains' widest range over one line spacing
+        stretches = np.lib.stride_tricks.sliding_window_view(20 * np.log10(gains), 10)
+        return float(np.max(stretches.max(axis=1) - stretches.min(axis=1)))
+
+    assert range_db(copied_gains) > 30.0
+    # 0.5: about 10 dB between a gap's gain and a line's (above); 1.0: the spread power's
+    # ripple (a 17-bin mean over lines 9.3 bins apart).
+    assert range_db(whitened_gains) < (12.0 if whiten == 0.5 else 4.0)
+    # The same long-term level in each third of the new band.
+    for part in np.array_split(np.arange(copied.size), 3):
+        assert 10 * np.log10(whitened[part].sum() / copied[part].sum()) == pytest.approx(
+            0.0, abs=0.5)

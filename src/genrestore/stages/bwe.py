@@ -46,6 +46,8 @@ class BandPlan:
     source_bins: np.ndarray
     gains: np.ndarray
     slope_db_per_oct: float
+    #: How far the copied band's fine structure is flattened (:func:`whitened_power`), 0..1.
+    whiten: float = 0.0
 
 
 def _top_hz(spec: Spectrogram, max_freq_hz: float) -> float:
@@ -69,6 +71,29 @@ def patch_bins(spec: Spectrogram, cutoff_hz: float, max_freq_hz: float = 20000.0
     return target, k_src0 + (target - k_cut) % width
 
 
+#: The width (Hz) over which whitening spreads each frame's power along frequency: about one
+#: harmonic spacing of a note in the source band, so its partials' peaks and the gaps between
+#: them meet.
+WHITEN_HZ = 360.0
+
+
+def _whiten_bins(spec: Spectrogram) -> int:
+    """:data:`WHITEN_HZ` in bins of ``spec``, odd."""
+    return 2 * max(1, round(WHITEN_HZ / (spec.sample_rate / spec.n_fft) / 2.0)) + 1
+
+
+def whitened_power(power: np.ndarray, whiten: float, size: int) -> np.ndarray:
+    """The power the copied band gets from source bins of ``power`` (along the last axis)
+    when its fine structure is flattened by ``whiten``: ``(1 - whiten) * power + whiten *
+    running_mean(power, size)``.  Linear in the power, so it holds for a frame's power and
+    for the long-term power alike: the plan's gains keep the envelope exact."""
+    from genrestore.filters import running_mean
+
+    if whiten == 0.0:
+        return power
+    return (1.0 - whiten) * power + whiten * running_mean(power, size, axis=-1)
+
+
 def _fade(freqs: np.ndarray, cutoff_hz: float, top_hz: float, transition_hz: float) -> np.ndarray:
     """Raised-cosine fade in from the cutoff and out towards the top."""
     fade_in = np.clip((freqs - cutoff_hz) / transition_hz, 0.0, 1.0)
@@ -85,10 +110,13 @@ def plan_extension(
     extra_rolloff_db_per_oct: float = -3.0,
     transition_hz: float = 600.0,
     long_term_power: np.ndarray | None = None,
+    whiten: float = 0.0,
 ) -> BandPlan | None:
     """Work out the patches and their gains; ``None`` when there is nothing to extend.
     ``long_term_power`` is the mean power per bin of the whole input when ``spec`` is one
-    segment of it (:mod:`genrestore.stream`); by default ``spec``'s own."""
+    segment of it (:mod:`genrestore.stream`); by default ``spec``'s own.  ``whiten``
+    flattens the copied band's fine structure (:func:`whitened_power`): 0 copies the source
+    band as it is, 1 spreads each frame's power evenly over :data:`WHITEN_HZ`."""
     bins = patch_bins(spec, cutoff_hz, max_freq_hz)
     if bins is None:
         return None
@@ -108,9 +136,10 @@ def plan_extension(
     target_octave = np.log2(freqs[target] / cutoff_hz)
     target_db = intercept + (slope + extra_rolloff_db_per_oct) * target_octave
     wanted = np.maximum(10.0 ** (target_db / 10.0) - power[target], 0.0)
-    gains = np.sqrt(wanted / np.maximum(power[source], 1e-20))
+    copied = whitened_power(power, whiten, _whiten_bins(spec))[source]
+    gains = np.sqrt(wanted / np.maximum(copied, 1e-20))
     gains = (gains * _fade(freqs[target], cutoff_hz, top_hz, transition_hz) * strength)
-    return BandPlan(target, source, gains.astype(np.float32), slope)
+    return BandPlan(target, source, gains.astype(np.float32), slope, whiten)
 
 
 #: The model's envelope may raise the copied band by at most this much (dB): beyond it the
@@ -186,14 +215,27 @@ def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) ->
     shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
     per_frame = plan.gains.ndim == 3
     out = spec.data.copy()
+    source = spec.data
+    if plan.whiten:  # each frame's source band, its power spread (whitened_power), same phases
+        size = _whiten_bins(spec)
+        lo, hi = int(plan.source_bins.min()), int(plan.source_bins.max()) + 1
+        # The spreading reads half a window either side, as the plan's did on the whole
+        # spectrum: the copied power is then the one the gains were worked out for.
+        wide = slice(max(0, lo - size // 2), min(spec.data.shape[-1], hi + size // 2))
+        power = spec.data[..., wide].real ** 2 + spec.data[..., wide].imag ** 2
+        spread = whitened_power(power, plan.whiten, size)
+        inner = slice(lo - wide.start, hi - wide.start)
+        scale = np.sqrt(spread[..., inner] / np.maximum(power[..., inner], 1e-30))
+        source = np.zeros_like(spec.data)
+        source[..., lo:hi] = spec.data[..., lo:hi] * scale.astype(np.float32)
     frames = spec.data.shape[1]
     for phase in range(OVERLAP):
         rows = slice((phase - frame_offset) % OVERLAP, frames, OVERLAP)
         factor = _QUARTER_TURNS[(phase * shift) % OVERLAP]
         factor = factor * plan.gains[:, rows] if per_frame else factor * plan.gains
         k = 0
-        for first, source, length in _runs(plan.target_bins, plan.source_bins):
-            out[:, rows, first:first + length] += (spec.data[:, rows, source:source + length]
+        for first, at, length in _runs(plan.target_bins, plan.source_bins):
+            out[:, rows, first:first + length] += (source[:, rows, at:at + length]
                                                    * factor[..., k:k + length])
             k += length
     return spec.replace(out)
@@ -251,8 +293,14 @@ class BandwidthExtension(SpectralStage):
     method: str = "dsp"
     #: With ``method = "model"``: an ``.npz`` of weights to use instead of the shipped ones.
     weights: str = ""
+    #: How far the copied band's fine structure is flattened, 0 (copied as it is) to 1
+    #: (each frame's power spread over :data:`WHITEN_HZ`): tonal lines of the source band are
+    #: not copied up as lines at wrong pitches (``method = "dsp"``).
+    whiten: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.whiten <= 1.0:
+            raise ParameterError("bwe.whiten must be between 0 and 1")
         if self.method not in METHODS:
             raise ParameterError(f"bwe.method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if not 0.0 <= self.strength <= 2.0:
@@ -293,7 +341,7 @@ class BandwidthExtension(SpectralStage):
             return plan_extension(spec, cutoff_hz, strength=self.strength,
                                   max_freq_hz=self.max_freq_hz,
                                   extra_rolloff_db_per_oct=self.extra_rolloff_db_per_oct,
-                                  long_term_power=long_term_power)
+                                  long_term_power=long_term_power, whiten=self.whiten)
         from genrestore.model import load_model, predict_levels
 
         bins = patch_bins(spec, cutoff_hz, self.max_freq_hz)
