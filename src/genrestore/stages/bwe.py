@@ -215,7 +215,7 @@ def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) ->
     shift = (plan.target_bins - plan.source_bins) % OVERLAP  # phase advance per hop, in quarters
     per_frame = plan.gains.ndim == 3
     out = spec.data.copy()
-    source = spec.data
+    source, first_bin = spec.data, 0  # what is copied, and the bin its last axis starts at
     if plan.whiten:  # each frame's source band, its power spread (whitened_power), same phases
         size = _whiten_bins(spec)
         lo, hi = int(plan.source_bins.min()), int(plan.source_bins.max()) + 1
@@ -226,8 +226,7 @@ def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) ->
         spread = whitened_power(power, plan.whiten, size)
         inner = slice(lo - wide.start, hi - wide.start)
         scale = np.sqrt(spread[..., inner] / np.maximum(power[..., inner], 1e-30))
-        source = np.zeros_like(spec.data)
-        source[..., lo:hi] = spec.data[..., lo:hi] * scale.astype(np.float32)
+        source, first_bin = spec.data[..., lo:hi] * scale.astype(np.float32), lo
     frames = spec.data.shape[1]
     for phase in range(OVERLAP):
         rows = slice((phase - frame_offset) % OVERLAP, frames, OVERLAP)
@@ -235,6 +234,7 @@ def extend_spectrum(spec: Spectrogram, plan: BandPlan, frame_offset: int = 0) ->
         factor = factor * plan.gains[:, rows] if per_frame else factor * plan.gains
         k = 0
         for first, at, length in _runs(plan.target_bins, plan.source_bins):
+            at -= first_bin
             out[:, rows, first:first + length] += (source[:, rows, at:at + length]
                                                    * factor[..., k:k + length])
             k += length
