@@ -294,8 +294,11 @@ class BandwidthExtension(SpectralStage):
     #: With ``method = "model"``: an ``.npz`` of weights to use instead of the shipped ones.
     weights: str = ""
     #: How far the copied band's fine structure is flattened, 0 (copied as it is) to 1
-    #: (each frame's power spread over :data:`WHITEN_HZ`): tonal lines of the source band are
-    #: not copied up as lines at wrong pitches (``method = "dsp"``).
+    #: (each frame's power spread over :data:`WHITEN_HZ`), ``method = "dsp"`` only.  The
+    #: per-bin gains put every new bin on the envelope in the long term; copied as it is, the
+    #: gaps between the source's partials (leakage and floor, 30-40 dB under them) get that
+    #: much more gain than the partials, and a partial that comes and goes is copied as a
+    #: line.  Whitened, gaps and partials get about the same gain.
     whiten: float = 0.0
 
     def __post_init__(self) -> None:
